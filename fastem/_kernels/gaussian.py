@@ -1,0 +1,273 @@
+"""Fused E-step + sufficient-statistics kernel for Gaussian mixtures (numba only).
+
+One call processes a chunk of rows. The chunk is cut into blocks of
+``BLOCK_ROWS`` rows, one block per parallel task; inside a block, tiles of
+``TILE_ROWS`` rows are transposed into a small (D, T) buffer so that rows sit in
+the SIMD lanes while the loops run component by component. Per tile:
+
+1. a_kb = log pi_k + log N(x_b; mu_k, Sigma_k), from the Cholesky factor of the
+   precision (``log_norm`` already holds log pi_k + log det U_k - D/2 log 2pi);
+2. log-sum-exp over k with the running maximum (the per-point log-likelihood),
+   and the responsibilities r_kb, with exp skipped where it underflows to 0;
+3. the weighted moments around the shift ``means`` (the current means):
+   R_k += sum w r, S1_k += sum w r (x - m_k), S2_k += sum w r (x - m_k)(x - m_k)^T
+   (upper triangle for full/tied, diagonal for diag/spherical).
+
+Each block writes its own partial statistics; the partials are added into the
+caller's accumulators serially, in block order, so results are independent of
+the number of threads. No N x K or N x D temporary is created; the optional
+outputs (per-point log-likelihood, label, responsibilities) are written in place.
+
+Packed parameter layout (``prec`` and ``S2`` are always 3-D):
+
+======== ============== ==============
+cov code prec           S2
+======== ============== ==============
+0 full   (K, D, D) U_k  (K, D, D)
+1 tied   (1, D, D) U    (1, D, D)
+2 diag   (K, 1, D)      (K, 1, D)
+3 sph    (K, 1, 1)      (K, 1, D)
+======== ============== ==============
+
+``U`` is upper triangular with precision = U U^T (scikit-learn's convention).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ._config import BLOCK_ROWS, EXP_UNDERFLOW, TILE_ROWS, jit
+
+
+@jit(inline="always")
+def _quadratic_form_tile(xc, nt, prec, kp, cov_code, q, y):
+    """q[b] = ||(x_b - m) U||^2 for the tile's centred rows ``xc`` (D, T)."""
+    n_features = xc.shape[0]
+    for b in range(nt):
+        q[b] = 0.0
+    if cov_code <= 1:  # full or tied: y = xc^T U, U upper triangular
+        for j in range(n_features):
+            u0 = prec[kp, 0, j]
+            for b in range(nt):
+                y[b] = xc[0, b] * u0
+            d = 1
+            # two rows of U per sweep: fewer loads/stores of y per FMA
+            while d + 1 <= j:
+                u1 = prec[kp, d, j]
+                u2 = prec[kp, d + 1, j]
+                for b in range(nt):
+                    y[b] += xc[d, b] * u1 + xc[d + 1, b] * u2
+                d += 2
+            if d <= j:
+                u1 = prec[kp, d, j]
+                for b in range(nt):
+                    y[b] += xc[d, b] * u1
+            for b in range(nt):
+                q[b] += y[b] * y[b]
+    else:
+        for d in range(n_features):
+            p = prec[kp, 0, d] if cov_code == 2 else prec[kp, 0, 0]
+            for b in range(nt):
+                v = xc[d, b] * p
+                q[b] += v * v
+
+
+@jit(parallel=True)
+def _gaussian_pass(
+    X,
+    sample_weight,
+    log_norm,
+    means,
+    prec,
+    cov_code,
+    accumulate,
+    row_offset,
+    acc_R,
+    acc_S1,
+    acc_S2,
+    acc_scalars,
+    acc_worst_index,
+    acc_worst_x,
+    out_logprob,
+    out_label,
+    out_resp,
+):
+    n_samples, n_features = X.shape
+    n_components = means.shape[0]
+    n_blocks = (n_samples + BLOCK_ROWS - 1) // BLOCK_ROWS
+    has_weights = sample_weight.shape[0] > 0
+    want_logprob = out_logprob.shape[0] > 0
+    want_label = out_label.shape[0] > 0
+    want_resp = out_resp.shape[0] > 0
+    n_acc = n_blocks if accumulate else 0
+    s2a, s2b, s2c = acc_S2.shape
+
+    part_R = np.zeros((n_acc, n_components))
+    part_S1 = np.zeros((n_acc, n_components, n_features))
+    part_S2 = np.zeros((n_acc, s2a, s2b, s2c))
+    part_ll = np.zeros(n_blocks)
+    part_w = np.zeros(n_blocks)
+    part_worst = np.full(n_blocks, np.inf)
+    part_worst_row = np.zeros(n_blocks, dtype=np.int64)
+
+    for blk in prange(n_blocks):
+        start = blk * BLOCK_ROWS
+        stop = min(start + BLOCK_ROWS, n_samples)
+        xt = np.empty((n_features, TILE_ROWS))
+        xc = np.empty((n_features, TILE_ROWS))
+        xw = np.empty((n_features, TILE_ROWS))
+        a = np.empty((n_components, TILE_ROWS))
+        q = np.empty(TILE_ROWS)
+        y = np.empty(TILE_ROWS)
+        w = np.empty(TILE_ROWS)
+        wr = np.empty(TILE_ROWS)
+        mx = np.empty(TILE_ROWS)
+        s = np.empty(TILE_ROWS)
+        lbl = np.empty(TILE_ROWS, dtype=np.int64)
+        ll_sum = 0.0
+        w_sum = 0.0
+        worst = np.inf
+        worst_row = 0
+        for t0 in range(start, stop, TILE_ROWS):
+            nt = min(TILE_ROWS, stop - t0)
+            for b in range(nt):
+                for d in range(n_features):
+                    xt[d, b] = X[t0 + b, d]
+            if has_weights:
+                for b in range(nt):
+                    w[b] = sample_weight[t0 + b]
+            else:
+                for b in range(nt):
+                    w[b] = 1.0
+
+            # E-step: weighted log densities, component by component
+            for k in range(n_components):
+                for d in range(n_features):
+                    m = means[k, d]
+                    for b in range(nt):
+                        xc[d, b] = xt[d, b] - m
+                kp = 0 if cov_code == 1 else k
+                _quadratic_form_tile(xc, nt, prec, kp, cov_code, q, y)
+                c = log_norm[k]
+                for b in range(nt):
+                    a[k, b] = c - 0.5 * q[b]
+
+            # log-sum-exp with the running maximum; argmax on the way
+            for b in range(nt):
+                mx[b] = a[0, b]
+                lbl[b] = 0
+            for k in range(1, n_components):
+                for b in range(nt):
+                    if a[k, b] > mx[b]:
+                        mx[b] = a[k, b]
+                        lbl[b] = k
+            for b in range(nt):
+                s[b] = 0.0
+            for k in range(n_components):
+                for b in range(nt):
+                    diff = a[k, b] - mx[b]
+                    e = np.exp(diff) if diff > EXP_UNDERFLOW else 0.0
+                    a[k, b] = e
+                    s[b] += e
+            for b in range(nt):
+                ll = mx[b] + np.log(s[b])
+                inv = 1.0 / s[b]
+                for k in range(n_components):
+                    a[k, b] *= inv
+                ll_sum += w[b] * ll
+                w_sum += w[b]
+                if ll < worst and w[b] > 0.0:
+                    worst = ll
+                    worst_row = t0 + b
+                if want_logprob:
+                    out_logprob[t0 + b] = ll
+                if want_label:
+                    out_label[t0 + b] = lbl[b]
+                if want_resp:
+                    for k in range(n_components):
+                        out_resp[t0 + b, k] = a[k, b]
+
+            if not accumulate:
+                continue
+            # M-step statistics around the shift means[k]
+            for k in range(n_components):
+                r_sum = 0.0
+                for b in range(nt):
+                    v = w[b] * a[k, b]
+                    wr[b] = v
+                    r_sum += v
+                if r_sum == 0.0:
+                    continue  # every term is exactly zero
+                part_R[blk, k] += r_sum
+                for d in range(n_features):
+                    m = means[k, d]
+                    s1 = 0.0
+                    for b in range(nt):
+                        v = xt[d, b] - m
+                        xc[d, b] = v
+                        v = v * wr[b]
+                        xw[d, b] = v
+                        s1 += v
+                    part_S1[blk, k, d] += s1
+                if cov_code <= 1:
+                    ks = 0 if cov_code == 1 else k
+                    for d in range(n_features):
+                        for e in range(d, n_features):
+                            s2 = 0.0
+                            for b in range(nt):
+                                s2 += xw[d, b] * xc[e, b]
+                            part_S2[blk, ks, d, e] += s2
+                else:
+                    for d in range(n_features):
+                        s2 = 0.0
+                        for b in range(nt):
+                            s2 += xw[d, b] * xc[d, b]
+                        part_S2[blk, k, 0, d] += s2
+        part_ll[blk] = ll_sum
+        part_w[blk] = w_sum
+        part_worst[blk] = worst
+        part_worst_row[blk] = worst_row
+
+    # serial, ordered merge: independent of the thread count
+    for blk in range(n_blocks):
+        acc_scalars[0] += part_ll[blk]
+        acc_scalars[1] += part_w[blk]
+        if part_worst[blk] < acc_scalars[2]:
+            acc_scalars[2] = part_worst[blk]
+            acc_worst_index[0] = row_offset + part_worst_row[blk]
+            for d in range(n_features):
+                acc_worst_x[d] = X[part_worst_row[blk], d]
+        if accumulate:
+            for k in range(n_components):
+                acc_R[k] += part_R[blk, k]
+                for d in range(n_features):
+                    acc_S1[k, d] += part_S1[blk, k, d]
+            for i in range(s2a):
+                for j in range(s2b):
+                    for d in range(s2c):
+                        acc_S2[i, j, d] += part_S2[blk, i, j, d]
+
+
+@jit(parallel=True)
+def _first_nonfinite(X):
+    """Flat index (row * D + col) of the first NaN/inf in X, or -1."""
+    n_samples, n_features = X.shape
+    n_blocks = (n_samples + BLOCK_ROWS - 1) // BLOCK_ROWS
+    first = np.full(n_blocks, -1, dtype=np.int64)
+    for blk in prange(n_blocks):
+        start = blk * BLOCK_ROWS
+        stop = min(start + BLOCK_ROWS, n_samples)
+        found = False
+        for i in range(start, stop):
+            for d in range(n_features):
+                if not np.isfinite(X[i, d]):
+                    first[blk] = i * n_features + d
+                    found = True
+                    break
+            if found:
+                break
+    for blk in range(n_blocks):
+        if first[blk] >= 0:
+            return first[blk]
+    return -1

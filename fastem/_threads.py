@@ -1,0 +1,37 @@
+"""Thread control: ``n_jobs`` maps onto numba's thread count, restored afterwards."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+
+import numba
+
+
+def resolve_n_jobs(n_jobs: int | None) -> int:
+    """Threads to use: None = all numba threads; negative counts back like joblib."""
+    available = numba.config.NUMBA_NUM_THREADS
+    if n_jobs is None:
+        return available
+    if n_jobs == 0:
+        raise ValueError("n_jobs == 0 has no meaning: use None for all cores, or a positive count.")
+    if n_jobs < 0:
+        return max(1, available + 1 + n_jobs)
+    return min(n_jobs, available)
+
+
+@contextlib.contextmanager
+def thread_limit(n_jobs: int | None) -> Iterator[int]:
+    """Run numba kernels (and BLAS through threadpoolctl-free env) with ``n_jobs`` threads."""
+    previous = numba.get_num_threads()
+    threads = resolve_n_jobs(n_jobs)
+    numba.set_num_threads(threads)
+    try:
+        yield threads
+    finally:
+        numba.set_num_threads(previous)
+
+
+def cpu_count() -> int:
+    return os.cpu_count() or 1

@@ -1,0 +1,479 @@
+"""GaussianMixture: the scikit-learn-compatible estimator on top of the EM driver."""
+
+from __future__ import annotations
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_array, check_random_state
+from sklearn.utils.validation import _check_feature_names, _get_feature_names, check_is_fitted
+
+from ._em import fit_restarts
+from ._executor import ArrayExecutor
+from ._init import initial_params
+from ._kernels.gaussian import _first_nonfinite
+from ._stats import (
+    COVARIANCE_TYPES,
+    GaussianParams,
+    covariance_shape,
+    precisions_from_precisions_cholesky,
+)
+from ._threads import thread_limit
+
+INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+
+
+def _check_finite(X: np.ndarray, name: str = "X") -> None:
+    """Raise a ValueError naming the first NaN/inf (row, column), without temporaries."""
+    flat = _first_nonfinite(X)
+    if flat >= 0:
+        row, col = divmod(int(flat), X.shape[1])
+        value = X[row, col]
+        kind = "NaN" if np.isnan(value) else "infinity"
+        raise ValueError(
+            f"Input {name} contains {kind} at row {row}, column {col} (the first non-finite "
+            "value). Remove or impute NaN and inf values before calling fastem."
+        )
+
+
+def _check_choice(name: str, value, allowed) -> None:
+    if value not in allowed:
+        raise ValueError(f"Invalid value for '{name}': {value!r}. Allowed values are {list(allowed)}.")
+
+
+def _check_number(name, value, kind, low, *, strict=False, allow_none=False) -> None:
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, kind) and not isinstance(value, bool)
+    if ok:
+        ok = value > low if strict else value >= low
+    if not ok:
+        sign = ">" if strict else ">="
+        what = "an integer" if kind is Integral else "a real number"
+        raise ValueError(f"Invalid value for '{name}': {value!r}. It must be {what} {sign} {low}.")
+
+
+class GaussianMixture(DensityMixin, BaseEstimator):
+    """Gaussian mixture model fitted by Expectation-Maximization, with fused numba kernels.
+
+    Drop-in replacement for :class:`sklearn.mixture.GaussianMixture` (same
+    parameters, methods and fitted attributes), plus ``n_jobs`` and
+    ``sample_weight``. Each EM iteration is one parallel pass over the data
+    that computes the responsibilities and the weighted moments together, in
+    float64, without any N x K or N x D temporary array.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+        'full': each component has its own general covariance matrix;
+        'tied': all components share one general covariance matrix;
+        'diag': each component has its own diagonal covariance matrix;
+        'spherical': each component has its own single variance.
+    tol : float, default=1e-3
+        Convergence threshold on the change of the mean log-likelihood.
+    reg_covar : float, default=1e-6
+        Non-negative regularization added to the diagonal of covariances.
+    max_iter : int, default=100
+        Number of EM iterations to perform.
+    n_init : int, default=1
+        Number of initializations; the best result (highest lower bound) is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        Initialization: k-means++ seeding then Lloyd iterations, k-means++ seeds
+        only, random responsibilities, or randomly chosen data points.
+    weights_init : array-like of shape (n_components,), default=None
+        User-provided initial weights.
+    means_init : array-like of shape (n_components, n_features), default=None
+        User-provided initial means.
+    precisions_init : array-like, default=None
+        User-provided initial precisions (inverse covariances); shape
+        (n_components,) spherical, (n_features, n_features) tied,
+        (n_components, n_features) diag, (n_components, n_features, n_features) full.
+    random_state : int, RandomState instance or None, default=None
+        Seed for initialization and :meth:`sample`.
+    warm_start : bool, default=False
+        Start the next ``fit`` from the current solution (``n_init`` is ignored).
+    verbose : int, default=0
+        1 prints each initialization and iteration count, 2 adds timings and
+        log-likelihood changes.
+    verbose_interval : int, default=10
+        Iterations between progress messages.
+    n_jobs : int or None, default=None
+        Number of threads for the kernels; None uses all cores, -1 all, -2 all but one.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray, shape depends on ``covariance_type``
+    precisions_ : ndarray, shape depends on ``covariance_type``
+    precisions_cholesky_ : ndarray, shape depends on ``covariance_type``
+        Upper-triangular U with precision = U U^T (full, tied), or 1/sqrt(variance).
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood at the start of the last iteration of the best run.
+    lower_bounds_ : list of float
+        Mean log-likelihood at every iteration of the best run; non-decreasing.
+    n_features_in_ : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastem import GaussianMixture
+    >>> X = np.array([[1, 2], [1, 4], [1, 0], [10, 2], [10, 4], [10, 0]], dtype=float)
+    >>> gm = GaussianMixture(n_components=2, random_state=0).fit(X)
+    >>> np.sort(gm.means_[:, 0])
+    array([ 1., 10.])
+    """
+
+    def __init__(
+        self,
+        n_components: int = 1,
+        *,
+        covariance_type: str = "full",
+        tol: float = 1e-3,
+        reg_covar: float = 1e-6,
+        max_iter: int = 100,
+        n_init: int = 1,
+        init_params: str = "kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start: bool = False,
+        verbose: int = 0,
+        verbose_interval: int = 10,
+        n_jobs: int | None = None,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ validation
+    def _check_parameters(self, n_features: int) -> dict:
+        """Validate hyper-parameters and ``*_init`` arrays; return the arrays as float64."""
+        _check_number("n_components", self.n_components, Integral, 1)
+        _check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
+        _check_number("tol", self.tol, Real, 0.0)
+        _check_number("reg_covar", self.reg_covar, Real, 0.0)
+        _check_number("max_iter", self.max_iter, Integral, 0)
+        _check_number("n_init", self.n_init, Integral, 1)
+        _check_choice("init_params", self.init_params, INIT_METHODS)
+        _check_number(
+            "verbose", int(self.verbose) if isinstance(self.verbose, bool) else self.verbose, Integral, 0
+        )
+        _check_number("verbose_interval", self.verbose_interval, Integral, 1)
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise ValueError(
+                f"Invalid value for 'warm_start': {self.warm_start!r}. It must be True or False."
+            )
+        if self.n_jobs is not None and (
+            not isinstance(self.n_jobs, Integral) or isinstance(self.n_jobs, bool) or self.n_jobs == 0
+        ):
+            raise ValueError(
+                f"Invalid value for 'n_jobs': {self.n_jobs!r}. Use None (all cores), a positive "
+                "thread count, or a negative count (-1 = all cores)."
+            )
+        K, D, kind = self.n_components, n_features, self.covariance_type
+        out = {"weights_init": None, "means_init": None, "precisions_init": None}
+        if self.weights_init is not None:
+            w = self._init_array("weights_init", self.weights_init, (K,))
+            if np.any(w < 0) or np.any(w > 1):
+                raise ValueError(
+                    "Invalid value for 'weights_init': weights must lie in [0, 1], got "
+                    f"min {w.min():.5f} and max {w.max():.5f}."
+                )
+            if not np.allclose(w.sum(), 1.0, rtol=0, atol=1e-6):
+                raise ValueError(
+                    f"Invalid value for 'weights_init': weights must sum to 1, got {w.sum():.6f}. "
+                    "Normalise them with w / w.sum()."
+                )
+            out["weights_init"] = w
+        if self.means_init is not None:
+            out["means_init"] = self._init_array("means_init", self.means_init, (K, D))
+        if self.precisions_init is not None:
+            p = self._init_array("precisions_init", self.precisions_init, covariance_shape(kind, K, D))
+            if kind in ("full", "tied"):
+                mats = p if kind == "full" else p[None]
+                for k, mat in enumerate(mats):
+                    where = f"precisions_init[{k}]" if kind == "full" else "precisions_init"
+                    if not np.allclose(mat, mat.T, rtol=1e-10, atol=1e-12 * np.abs(mat).max()):
+                        raise ValueError(
+                            f"'{where}' is not symmetric: pass a symmetric positive-definite matrix."
+                        )
+                    if np.any(np.linalg.eigvalsh(mat) <= 0.0):
+                        raise ValueError(
+                            f"'{where}' is not positive definite: pass a symmetric positive-definite matrix."
+                        )
+            elif np.any(p <= 0.0):
+                raise ValueError(f"Invalid value for 'precisions_init': {kind} precisions must be positive.")
+            out["precisions_init"] = p
+        return out
+
+    @staticmethod
+    def _init_array(name: str, value, shape: tuple) -> np.ndarray:
+        arr = np.asarray(value, dtype=np.float64)
+        if arr.shape != shape:
+            raise ValueError(f"The parameter '{name}' should have the shape {shape}, but got {arr.shape}.")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"The parameter '{name}' contains NaN or infinity.")
+        return arr
+
+    def _validate_X(self, X, *, fitting: bool) -> np.ndarray:
+        X = check_array(
+            X,
+            dtype=[np.float64, np.float32],
+            order="C",
+            ensure_all_finite=False,
+            ensure_min_samples=2 if fitting else 1,
+            estimator=self,
+        )
+        if not fitting:
+            if X.shape[1] != self.n_features_in_:
+                raise ValueError(
+                    f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input."
+                )
+        _check_finite(X)
+        return X
+
+    @staticmethod
+    def _validate_sample_weight(sample_weight, n_samples: int) -> np.ndarray | None:
+        if sample_weight is None:
+            return None
+        sw = np.asarray(sample_weight, dtype=np.float64)
+        if sw.ndim == 0:
+            sw = np.full(n_samples, float(sw))
+        if sw.shape != (n_samples,):
+            raise ValueError(
+                f"sample_weight has shape {sw.shape}, but X has {n_samples} samples: pass one "
+                "weight per sample."
+            )
+        if not np.all(np.isfinite(sw)):
+            raise ValueError("sample_weight contains NaN or infinity.")
+        if np.any(sw < 0):
+            raise ValueError("sample_weight contains negative values: weights must be >= 0.")
+        if not sw.sum() > 0:
+            raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
+        return np.ascontiguousarray(sw)
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, X, y=None, sample_weight=None) -> GaussianMixture:
+        """Estimate the model parameters with the EM algorithm.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            Training data; float32 data is used as-is (statistics accumulate in float64).
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weight of each sample in the M-step and log-likelihood.
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        X = self._validate_X(X, fitting=True)
+        n_samples, n_features = X.shape
+        init_arrays = self._check_parameters(n_features)
+        sw = self._validate_sample_weight(sample_weight, n_samples)
+        if n_samples < self.n_components:
+            raise ValueError(
+                "Expected n_samples >= n_components but got "
+                f"n_components = {self.n_components}, n_samples = {n_samples}. "
+                "Decrease n_components or provide more samples."
+            )
+        warm = bool(self.warm_start) and hasattr(self, "converged_")
+        if warm and self.n_features_in_ != n_features:
+            raise ValueError(
+                f"X has {n_features} features, but the warm-started {type(self).__name__} "
+                f"was fitted with {self.n_features_in_}."
+            )
+        random_state = check_random_state(self.random_state)
+        executor = ArrayExecutor(X, sw)
+
+        def initialise(_: int) -> GaussianParams:
+            if warm:
+                return self._params()
+            return initial_params(
+                X,
+                sw,
+                n_components=self.n_components,
+                covariance_type=self.covariance_type,
+                init_params=self.init_params,
+                reg_covar=self.reg_covar,
+                random_state=random_state,
+                **init_arrays,
+            )
+
+        with thread_limit(self.n_jobs):
+            run = fit_restarts(
+                executor.accumulate,
+                initialise,
+                n_init=1 if warm else self.n_init,
+                tol=self.tol,
+                max_iter=self.max_iter,
+                reg_covar=self.reg_covar,
+                start_lower_bound=self.lower_bound_ if warm else -np.inf,
+                verbose=int(self.verbose),
+                verbose_interval=self.verbose_interval,
+            )
+        if not run.converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different init "
+                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+        self._set_fitted(run, X)
+        return self
+
+    def _set_fitted(self, run, X) -> None:
+        """Publish a finished run: every attribute is assigned here, after all work."""
+        params = run.params.filled()
+        kind = params.covariance_type
+        names = _get_feature_names(X)
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = precisions_from_precisions_cholesky(params.precisions_cholesky, kind)
+        self.converged_ = bool(run.converged)
+        self.n_iter_ = int(run.n_iter)
+        self.lower_bound_ = float(run.lower_bound)
+        self.lower_bounds_ = list(map(float, run.lower_bounds))
+        self.n_features_in_ = X.shape[1]
+        if names is not None:
+            self.feature_names_in_ = names
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+
+    def _params(self) -> GaussianParams:
+        return GaussianParams(
+            self.covariance_type,
+            np.asarray(self.weights_, dtype=np.float64),
+            np.ascontiguousarray(self.means_, dtype=np.float64),
+            np.ascontiguousarray(self.precisions_cholesky_, dtype=np.float64),
+            self.covariances_,
+        )
+
+    def fit_predict(self, X, y=None, sample_weight=None) -> np.ndarray:
+        """Fit the model and return the most probable component of each sample.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self.fit(X, y, sample_weight=sample_weight).predict(X)
+
+    # ------------------------------------------------------------------ scoring
+    def _score(self, X, **wanted) -> dict:
+        check_is_fitted(self)
+        _check_feature_names(self, X, reset=False)
+        X = self._validate_X(X, fitting=False)
+        with thread_limit(self.n_jobs):
+            return ArrayExecutor(X).score(self._params(), **wanted)
+
+    def score_samples(self, X) -> np.ndarray:
+        """Log-likelihood log p(x) of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+        """
+        return self._score(X, logprob=True)["logprob"]
+
+    def score(self, X, y=None) -> float:
+        """Mean log-likelihood per sample of ``X``.
+
+        Returns
+        -------
+        log_likelihood : float
+        """
+        return float(self.score_samples(X).mean())
+
+    def predict(self, X) -> np.ndarray:
+        """Most probable component of each sample.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        return self._score(X, label=True)["label"]
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Responsibilities p(component | x): the only N x K output of the package.
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+        """
+        return self._score(X, resp=True)["resp"]
+
+    def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Draw samples from the fitted mixture (same draws as scikit-learn for equal parameters).
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,)
+        """
+        check_is_fitted(self)
+        if not isinstance(n_samples, Integral) or n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires at least one sample."
+            )
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_)
+        kind = self.covariance_type
+        if kind == "full":
+            parts = [
+                rng.multivariate_normal(m, c, int(n))
+                for m, c, n in zip(self.means_, self.covariances_, counts)
+            ]
+        elif kind == "tied":
+            parts = [
+                rng.multivariate_normal(m, self.covariances_, int(n)) for m, n in zip(self.means_, counts)
+            ]
+        else:
+            parts = [
+                m + rng.standard_normal(size=(n, self.means_.shape[1])) * np.sqrt(c)
+                for m, c, n in zip(self.means_, self.covariances_, counts)
+            ]
+        y = np.concatenate([np.full(n, k, dtype=int) for k, n in enumerate(counts)])
+        return np.vstack(parts), y
+
+    def _n_parameters(self) -> int:
+        K, D = self.means_.shape
+        cov = {"full": K * D * (D + 1) / 2, "diag": K * D, "tied": D * (D + 1) / 2, "spherical": K}
+        return int(cov[self.covariance_type] + K * D + K - 1)
+
+    def bic(self, X) -> float:
+        """Bayesian information criterion on ``X`` (lower is better)."""
+        n = np.shape(X)[0]
+        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+
+    def aic(self, X) -> float:
+        """Akaike information criterion on ``X`` (lower is better)."""
+        return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
