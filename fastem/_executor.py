@@ -12,6 +12,7 @@ import numpy as np
 from ._kernels._config import BLOCK_ROWS, COV_CODES
 from ._kernels.gaussian import _gaussian_pass
 from ._stats import GaussianParams, SufficientStats
+from ._threads import serial_if_small
 
 _NO_F64 = np.empty(0)
 _NO_I64 = np.empty(0, dtype=np.int64)
@@ -54,6 +55,17 @@ def accumulate_chunk(
         stats_numbers = stats.R.size + stats.S1.size + stats.S2.size
     step = rows_per_call(stats_numbers) if accumulate else BLOCK_ROWS * 1024
     sw = _NO_F64 if sample_weight is None else sample_weight
+    n = X.shape[0]
+    with serial_if_small(n, BLOCK_ROWS):
+        _run_pieces(
+            X, sw, packed, stats, accumulate, step, row_offset, cov_code, out_logprob, out_label, out_resp
+        )
+
+
+def _run_pieces(
+    X, sw, packed, stats, accumulate, step, row_offset, cov_code, out_logprob, out_label, out_resp
+):
+    log_norm, means, prec = packed
     n = X.shape[0]
     for start in range(0, n, step):
         stop = min(n, start + step)

@@ -35,3 +35,17 @@ def thread_limit(n_jobs: int | None) -> Iterator[int]:
 
 def cpu_count() -> int:
     return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def serial_if_small(n_rows: int, block_rows: int) -> Iterator[None]:
+    """One thread when the rows fit in one block: waking idle threads costs more than it saves."""
+    if n_rows > block_rows:
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)

@@ -450,16 +450,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         if kind == "full":
             parts = [
                 rng.multivariate_normal(m, c, int(n))
-                for m, c, n in zip(self.means_, self.covariances_, counts)
+                for m, c, n in zip(self.means_, self.covariances_, counts, strict=True)
             ]
         elif kind == "tied":
             parts = [
-                rng.multivariate_normal(m, self.covariances_, int(n)) for m, n in zip(self.means_, counts)
+                rng.multivariate_normal(m, self.covariances_, int(n))
+                for m, n in zip(self.means_, counts, strict=True)
             ]
         else:
             parts = [
                 m + rng.standard_normal(size=(n, self.means_.shape[1])) * np.sqrt(c)
-                for m, c, n in zip(self.means_, self.covariances_, counts)
+                for m, c, n in zip(self.means_, self.covariances_, counts, strict=True)
             ]
         y = np.concatenate([np.full(n, k, dtype=int) for k, n in enumerate(counts)])
         return np.vstack(parts), y

@@ -20,9 +20,6 @@ TILE_ROWS = 128
 #: Integer codes of the covariance types, as the kernels see them.
 COV_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
 
-#: Below this, exp() underflows to exactly 0.0 in float64: skip the call.
-EXP_UNDERFLOW = -745.2
-
 JIT_OPTIONS = dict(nogil=True, cache=True, fastmath=set(FASTMATH), error_model="numpy")
 
 

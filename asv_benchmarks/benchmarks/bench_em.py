@@ -1,0 +1,114 @@
+"""Time per EM iteration, throughput, memory and results of the fused kernels."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import warnings
+
+from .common import ROWS_BY_FEATURES, Benchmark, mixture_data, pinned_estimator
+
+COVARIANCE_TYPES = ["full", "tied", "diag", "spherical"]
+
+
+class EMIteration(Benchmark):
+    """One EM iteration (fused E-step + moments, then the M-step)."""
+
+    param_names = ["covariance_type", "n_features", "n_components", "dtype"]
+    params = (COVARIANCE_TYPES, [2, 16, 64], [8, 32], ["float64", "float32"])
+
+    def setup(self, covariance_type, n_features, n_components, dtype):
+        from fastem._executor import ArrayExecutor
+        from fastem._init import initial_params
+
+        self.n_samples = ROWS_BY_FEATURES[n_features]
+        X, centers = mixture_data(self.n_samples, n_features, n_components, dtype)
+        gm = pinned_estimator(covariance_type, centers)
+        self.executor = ArrayExecutor(X)
+        self.params = initial_params(
+            X, None, n_components=n_components, covariance_type=covariance_type,
+            init_params="kmeans", reg_covar=1e-6, random_state=None,
+            weights_init=gm.weights_init, means_init=gm.means_init,
+            precisions_init=gm.precisions_init,
+        )  # fmt: skip
+        self.iterate()  # JIT warm-up, outside the timed region
+
+    def iterate(self):
+        stats = self.executor.accumulate(self.params)
+        return stats.to_params(1e-6)
+
+    def time_iteration(self, *args):
+        self.iterate()
+
+    def track_points_per_second(self, *args):
+        import time
+
+        tic = time.perf_counter()
+        self.iterate()
+        return self.n_samples / (time.perf_counter() - tic)
+
+    track_points_per_second.unit = "points/s"
+
+
+class Fit(Benchmark):
+    """A pinned 10-iteration fit: peak memory and the log-likelihood it reaches."""
+
+    param_names = ["covariance_type"]
+    params = (COVARIANCE_TYPES,)
+    n_samples, n_features, n_components = 400_000, 8, 8
+
+    def setup(self, covariance_type):
+        self.X, centers = mixture_data(self.n_samples, self.n_features, self.n_components)
+        self.estimator = pinned_estimator(covariance_type, centers, max_iter=10)
+        warnings.simplefilter("ignore")
+        self.estimator.fit(self.X[:5000])
+
+    def time_fit(self, covariance_type):
+        self.estimator.fit(self.X)
+
+    def peakmem_fit(self, covariance_type):
+        self.estimator.fit(self.X)
+
+    def track_log_likelihood(self, covariance_type):
+        return float(self.estimator.fit(self.X).score(self.X))
+
+    track_log_likelihood.unit = "nats/sample"
+
+
+class Scoring(Benchmark):
+    """Blockwise parallel scoring of a fitted model."""
+
+    param_names = ["method"]
+    params = (["predict", "score_samples", "predict_proba"],)
+
+    def setup(self, method):
+        X, centers = mixture_data(400_000, 16, 16)
+        self.X = X
+        warnings.simplefilter("ignore")
+        self.estimator = pinned_estimator("full", centers, max_iter=2).fit(X[:20_000])
+        getattr(self.estimator, method)(X[:1000])
+
+    def time_scoring(self, method):
+        getattr(self.estimator, method)(self.X)
+
+
+class Compile(Benchmark):
+    """Kernel compile time in a fresh process with an empty numba cache."""
+
+    repeat = (1, 1, 600.0)
+
+    def track_compile_seconds(self):
+        code = (
+            "import os, tempfile, time\n"
+            "os.environ['NUMBA_CACHE_DIR'] = tempfile.mkdtemp()\n"
+            "import numpy as np\n"
+            "from fastem import GaussianMixture\n"
+            "X = np.random.default_rng(0).normal(size=(500, 3))\n"
+            "t = time.perf_counter()\n"
+            "GaussianMixture(2, random_state=0).fit(X).predict(X)\n"
+            "print(time.perf_counter() - t)\n"
+        )
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        return float(out.stdout.strip().splitlines()[-1])
+
+    track_compile_seconds.unit = "seconds"
