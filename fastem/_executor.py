@@ -7,6 +7,8 @@ in for this one.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ._kernels._config import BLOCK_ROWS, COV_CODES
@@ -88,6 +90,20 @@ def _run_pieces(
             out_label[start:stop] if out_label.size else _NO_I64,
             out_resp[start:stop] if out_resp.size else _NO_RESP,
         )
+
+
+@dataclass
+class FitPlan:
+    """What ``fit`` needs from its input, whatever the input is."""
+
+    #: runs the passes: ``executor.accumulate(params) -> SufficientStats``
+    executor: object
+    #: rows that initialisation may read in memory (all rows, or a sample of them)
+    init_X: np.ndarray
+    init_sample_weight: np.ndarray | None
+    n_samples: int
+    n_features: int
+    feature_names: np.ndarray | None = None
 
 
 class ArrayExecutor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from numbers import Integral, Real
 
@@ -12,7 +13,7 @@ from sklearn.utils import check_array, check_random_state
 from sklearn.utils.validation import _check_feature_names, _get_feature_names, check_is_fitted
 
 from ._em import fit_restarts
-from ._executor import ArrayExecutor
+from ._executor import ArrayExecutor, FitPlan
 from ._init import initial_params
 from ._kernels.gaussian import _first_nonfinite
 from ._stats import (
@@ -37,6 +38,16 @@ def _check_finite(X: np.ndarray, name: str = "X") -> None:
             f"Input {name} contains {kind} at row {row}, column {col} (the first non-finite "
             "value). Remove or impute NaN and inf values before calling fastem."
         )
+
+
+def _is_dask_collection(X) -> bool:
+    """A Dask array or dataframe (checked by module name, so dask stays optional)."""
+    return type(X).__module__.split(".")[0] == "dask"
+
+
+def _is_source(X) -> bool:
+    """A path, a callable yielding chunks, or a ``fastem.sources`` object."""
+    return isinstance(X, (str, os.PathLike)) or callable(X) or getattr(X, "_is_fastem_source", False)
 
 
 def _check_choice(name: str, value, allowed) -> None:
@@ -290,10 +301,9 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         self : GaussianMixture
         """
-        X = self._validate_X(X, fitting=True)
-        n_samples, n_features = X.shape
+        plan = self._plan_fit(X, sample_weight)
+        n_samples, n_features = plan.n_samples, plan.n_features
         init_arrays = self._check_parameters(n_features)
-        sw = self._validate_sample_weight(sample_weight, n_samples)
         if n_samples < self.n_components:
             raise ValueError(
                 "Expected n_samples >= n_components but got "
@@ -307,14 +317,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"was fitted with {self.n_features_in_}."
             )
         random_state = check_random_state(self.random_state)
-        executor = ArrayExecutor(X, sw)
+        executor = plan.executor
 
         def initialise(_: int) -> GaussianParams:
             if warm:
                 return self._params()
             return initial_params(
-                X,
-                sw,
+                plan.init_X,
+                plan.init_sample_weight,
                 n_components=self.n_components,
                 covariance_type=self.covariance_type,
                 init_params=self.init_params,
@@ -342,14 +352,32 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 ConvergenceWarning,
                 stacklevel=2,
             )
-        self._set_fitted(run, X)
+        self._set_fitted(run, plan.n_features, plan.feature_names)
         return self
 
-    def _set_fitted(self, run, X) -> None:
+    def _plan_fit(self, X, sample_weight) -> FitPlan:
+        """Validate the training data and choose the executor that will run the passes.
+
+        In-memory arrays run on :class:`ArrayExecutor`; other kinds of input
+        (data sources, Dask arrays) bring their own executor and a sample of
+        rows for initialisation.
+        """
+        if _is_dask_collection(X):
+            from .dask import plan_fit as plan_dask_fit
+
+            return plan_dask_fit(self, X, sample_weight)
+        if _is_source(X):
+            from .sources import plan_fit as plan_source_fit
+
+            return plan_source_fit(self, X, sample_weight)
+        X = self._validate_X(X, fitting=True)
+        sw = self._validate_sample_weight(sample_weight, X.shape[0])
+        return FitPlan(ArrayExecutor(X, sw), X, sw, X.shape[0], X.shape[1], _get_feature_names(X))
+
+    def _set_fitted(self, run, n_features: int, names) -> None:
         """Publish a finished run: every attribute is assigned here, after all work."""
         params = run.params.filled()
         kind = params.covariance_type
-        names = _get_feature_names(X)
         self.weights_ = params.weights
         self.means_ = params.means
         self.covariances_ = params.covariances
@@ -359,7 +387,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.n_iter_ = int(run.n_iter)
         self.lower_bound_ = float(run.lower_bound)
         self.lower_bounds_ = list(map(float, run.lower_bounds))
-        self.n_features_in_ = X.shape[1]
+        self.n_features_in_ = n_features
         if names is not None:
             self.feature_names_in_ = names
         elif hasattr(self, "feature_names_in_"):
@@ -386,6 +414,14 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     # ------------------------------------------------------------------ scoring
     def _score(self, X, **wanted) -> dict:
         check_is_fitted(self)
+        if _is_dask_collection(X):
+            from .dask import score as score_dask
+
+            return score_dask(self, X, **wanted)
+        if _is_source(X):
+            from .sources import score as score_source
+
+            return score_source(self, X, **wanted)
         _check_feature_names(self, X, reset=False)
         X = self._validate_X(X, fitting=False)
         with thread_limit(self.n_jobs):
