@@ -120,7 +120,8 @@ def fit_restarts(
             if verbose:
                 state = "converged" if run.converged else "did not converge"
                 print(f"Initialization {state}. lower bound {run.lower_bound:.5f}.")
-        if best is None or run.lower_bound > best.lower_bound:
+        # as scikit-learn: a later run also replaces a best whose bound is -inf (max_iter=0)
+        if best is None or run.lower_bound > best.lower_bound or best.lower_bound == -np.inf:
             best = run
     assert best is not None
     return best

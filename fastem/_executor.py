@@ -68,6 +68,8 @@ def _run_pieces(
     X, sw, packed, stats, accumulate, step, row_offset, cov_code, out_logprob, out_label, out_resp
 ):
     log_norm, means, prec = packed
+    # the E-step's quadratic form runs in the data's precision (float32: twice the SIMD lanes)
+    prec = prec.astype(X.dtype, copy=False)
     n = X.shape[0]
     for start in range(0, n, step):
         stop = min(n, start + step)

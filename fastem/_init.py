@@ -143,7 +143,8 @@ def _moments_from_responsibilities(
         stop = min(n_samples, start + _CHUNK)
         r = _weighted(resp_chunks(start, stop), sample_weight, start, stop)
         stats.R += r.sum(axis=0)
-        stats.scalars[1] += r.sum()
+        stats.scalars[1] += (stop - start) if sample_weight is None else sample_weight[start:stop].sum()
+        stats.scalars[3] += stop - start
         xs = X[start:stop].astype(np.float64)
         for k in range(n_components):
             if not np.any(r[:, k]):

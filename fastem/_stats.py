@@ -21,8 +21,8 @@ from ._kernels._config import COV_CODES
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
-#: A component whose responsibility mass R_k falls below this is "emptied".
-#: It equals scikit-learn's stabiliser 10 * eps, about 2e-15 of one sample.
+#: A component whose responsibility mass R_k falls below this many average
+#: samples is "emptied" (scikit-learn's stabiliser 10 * eps, relative).
 EMPTY_MASS = 10 * np.finfo(np.float64).eps
 
 ILL_DEFINED_COVARIANCE = (
@@ -188,8 +188,8 @@ class SufficientStats:
     R: np.ndarray
     S1: np.ndarray
     S2: np.ndarray
-    #: [sum w * loglik, sum w, worst (lowest) per-point log-likelihood]
-    scalars: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, np.inf]))
+    #: [sum w * loglik, sum w, worst (lowest) per-point log-likelihood, number of rows]
+    scalars: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, np.inf, 0.0]))
     worst_index: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     worst_x: np.ndarray | None = None
 
@@ -214,6 +214,11 @@ class SufficientStats:
         return float(self.scalars[1])
 
     @property
+    def sample_mass(self) -> float:
+        """Responsibility mass of one average sample: sum w / number of rows."""
+        return float(self.scalars[1] / self.scalars[3]) if self.scalars[3] > 0 else 1.0
+
+    @property
     def mean_log_likelihood(self) -> float:
         """sum_i w_i log p(x_i) / sum_i w_i: the lower bound at the E-step's parameters."""
         return float(self.scalars[0] / self.scalars[1])
@@ -227,6 +232,7 @@ class SufficientStats:
         self.S2 += other.S2
         self.scalars[0] += other.scalars[0]
         self.scalars[1] += other.scalars[1]
+        self.scalars[3] += other.scalars[3]
         if other.scalars[2] < self.scalars[2]:
             self.scalars[2] = other.scalars[2]
             self.worst_index[:] = other.worst_index
@@ -236,19 +242,22 @@ class SufficientStats:
     def to_params(self, reg_covar: float) -> tuple[GaussianParams, list[int]]:
         """M-step. Returns the new parameters and the indices of emptied components.
 
-        Emptied-component rule: a component with R_k < 10 eps gets no data. The
-        first such component is re-seeded at the worst-explained point of the
-        pass (lowest log-likelihood; its previous mean if no point is known),
-        with the pooled covariance of the other components and the weight of
-        one sample. Any further emptied components keep their mean and get the
-        pooled covariance and weight 0 until a later iteration re-seeds them.
+        Emptied-component rule: a component whose mass R_k is below 10 eps times
+        the mass of one average sample gets no data. The first such component is
+        re-seeded at the worst-explained point of the pass (lowest log-likelihood;
+        its previous mean if no point is known), with the pooled covariance of
+        the other components and the mass of one average sample. Any further
+        emptied components keep their mean and get the pooled covariance and
+        weight 0 until a later iteration re-seeds them.
         Parameters therefore stay finite whatever the data.
         """
         kind = self.covariance_type
         R = self.R
         n_components, n_features = self.shift.shape
-        empty = np.flatnonzero(~(R >= EMPTY_MASS))
-        live = np.flatnonzero(R >= EMPTY_MASS)
+        one_sample = self.sample_mass
+        threshold = EMPTY_MASS * one_sample  # relative: rescaling all weights changes nothing
+        empty = np.flatnonzero(~(R >= threshold))
+        live = np.flatnonzero(R >= threshold)
         if live.size == 0:
             raise ValueError(
                 "every component has zero responsibility mass: the sample weights sum "
@@ -281,12 +290,12 @@ class SufficientStats:
             var[empty] = pooled
             var += reg_covar
             cov = var if kind == "diag" else var.mean(axis=1)
-        weights = np.where(R >= EMPTY_MASS, R, 0.0)
+        weights = np.where(R >= threshold, R, 0.0)
         if empty.size:
             first = empty[0]
             if np.isfinite(self.scalars[2]) and self.worst_x is not None:
                 means[first] = self.worst_x
-            weights[first] = min(1.0, total / n_components)  # one unit-weight sample's mass
+            weights[first] = one_sample
         weights = weights / weights.sum()
         params = GaussianParams.from_covariances(kind, weights, means, cov)
         return params, [int(k) for k in empty]

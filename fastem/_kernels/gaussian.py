@@ -14,6 +14,10 @@ the SIMD lanes while the loops run component by component. Per tile:
    R_k += sum w r, S1_k += sum w r (x - m_k), S2_k += sum w r (x - m_k)(x - m_k)^T
    (upper triangle for full/tied, diagonal for diag/spherical).
 
+Precision: for float32 data the tile and the quadratic form of step 1 are
+float32 (``prec`` must then be float32 too); everything from the log-densities
+on, and every accumulator, is float64. float64 data is float64 throughout.
+
 Each block writes its own partial statistics; the partials are added into the
 caller's accumulators serially, in block order, so results are independent of
 the number of threads. No N x K or N x D temporary is created; the optional
@@ -114,12 +118,13 @@ def _quadratic_form_tile(xc, nt, prec, kp, cov_code, q, y):
                 for b in range(nt):
                     y[b] += xc[d, b] * u1
             for b in range(nt):
-                q[b] += y[b] * y[b]
+                yb = np.float64(y[b])  # squares in float64: no float32 overflow
+                q[b] += yb * yb
     else:
         for d in range(n_features):
             p = prec[kp, 0, d] if cov_code == 2 else prec[kp, 0, 0]
             for b in range(nt):
-                v = xc[d, b] * p
+                v = np.float64(xc[d, b] * p)
                 q[b] += v * v
 
 
@@ -209,12 +214,15 @@ def _gaussian_pass(
     for blk in prange(n_blocks):
         start = blk * BLOCK_ROWS
         stop = min(start + BLOCK_ROWS, n_samples)
-        xt = np.empty((n_features, TILE_ROWS))
+        # E-step buffers in the data's precision (float32 data: twice the SIMD lanes);
+        # M-step buffers and all accumulators in float64
+        xt = np.empty((n_features, TILE_ROWS), dtype=X.dtype)
+        xe = np.empty((n_features, TILE_ROWS), dtype=X.dtype)
+        q = np.empty(TILE_ROWS)
+        y = np.empty(TILE_ROWS, dtype=X.dtype)
         xc = np.empty((n_features, TILE_ROWS))
         xw = np.empty((n_features, TILE_ROWS))
         a = np.empty((n_components, TILE_ROWS))
-        q = np.empty(TILE_ROWS)
-        y = np.empty(TILE_ROWS)
         w = np.empty(TILE_ROWS)
         wr = np.empty(TILE_ROWS)
         mx = np.empty(TILE_ROWS)
@@ -244,9 +252,9 @@ def _gaussian_pass(
                 for d in range(n_features):
                     m = means[k, d]
                     for b in range(nt):
-                        xc[d, b] = xt[d, b] - m
+                        xe[d, b] = xt[d, b] - m
                 kp = 0 if cov_code == 1 else k
-                _quadratic_form_tile(xc, nt, prec, kp, cov_code, q, y)
+                _quadratic_form_tile(xe, nt, prec, kp, cov_code, q, y)
                 c = log_norm[k]
                 for b in range(nt):
                     a[k, b] = c - 0.5 * q[b]
@@ -267,10 +275,18 @@ def _gaussian_pass(
                 for b in range(nt):
                     s[b] += a[k, b]
             for b in range(nt):
-                ll = mx[b] + np.log(s[b])
-                inv = 1.0 / s[b]
-                for k in range(n_components):
-                    a[k, b] *= inv
+                if s[b] > 0.0:
+                    ll = mx[b] + np.log(s[b])
+                    inv = 1.0 / s[b]
+                    for k in range(n_components):
+                        a[k, b] *= inv
+                else:
+                    # every log-density overflowed to -inf (a point ~1e150 away):
+                    # log-likelihood -inf, hard assignment to the first argmax
+                    ll = -np.inf
+                    for k in range(n_components):
+                        a[k, b] = 0.0
+                    a[lbl[b], b] = 1.0
                 ll_sum += w[b] * ll
                 w_sum += w[b]
                 if ll < worst and w[b] > 0.0:
@@ -324,6 +340,7 @@ def _gaussian_pass(
     for blk in range(n_blocks):
         acc_scalars[0] += part_ll[blk]
         acc_scalars[1] += part_w[blk]
+        acc_scalars[3] += min(BLOCK_ROWS, n_samples - blk * BLOCK_ROWS)
         if part_worst[blk] < acc_scalars[2]:
             acc_scalars[2] = part_worst[blk]
             acc_worst_index[0] = row_offset + part_worst_row[blk]
