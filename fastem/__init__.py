@@ -2,8 +2,9 @@
 
 from ._em import DegenerateComponentWarning
 from ._kernels._config import BLOCK_ROWS
+from .io import load
 from .mixture import GaussianMixture
 
 __version__ = "0.1.0"
 
-__all__ = ["BLOCK_ROWS", "DegenerateComponentWarning", "GaussianMixture", "__version__"]
+__all__ = ["BLOCK_ROWS", "DegenerateComponentWarning", "GaussianMixture", "__version__", "load"]

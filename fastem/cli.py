@@ -1,0 +1,874 @@
+"""The ``fastem`` command: fit, predict, score, inspect and select Gaussian mixtures from a shell.
+
+Run ``fastem --help`` or ``fastem COMMAND --help``. Exit codes: 0 success,
+1 the work failed (unreadable data, bad model file, failed fit), 2 the command
+line is wrong. Errors are one line on stderr; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import re
+import sys
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+#: mclust's names for the same models, shown in the `select` table for readers who know mclust
+MCLUST_NAMES = {"full": "VVV", "tied": "EEE", "diag": "VVI", "spherical": "VII"}
+#: formats the in-memory fallback reads when fastem.sources is not installed
+FALLBACK_FORMATS = (".npy", ".csv", ".tsv", ".txt")
+
+#: suffixes accepted for model files (guards against `--out data.npy` overwriting data)
+MODEL_SUFFIXES = (".npz", ".fastem")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """The command line is wrong: exit code 2."""
+
+
+class CommandError(Exception):
+    """The requested work failed: exit code 1."""
+
+
+# ============================================================================ argument parsing
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line instead of argparse's usage block
+        raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _nonneg_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and np.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
+def _threads(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a thread count, got {text!r}") from None
+    if value == 0:
+        raise argparse.ArgumentTypeError(
+            "0 threads has no meaning: use a positive count, or -1 for all cores"
+        )
+    return value
+
+
+def parse_k_range(text: str) -> list[int]:
+    """Component counts from ``"3"``, ``"1..10"``, ``"2-6"`` or ``"1,2,4,8"`` (combinations allowed).
+
+    Raises
+    ------
+    argparse.ArgumentTypeError
+        On anything else, or a count below 1, or an empty range.
+    """
+    values: set[int] = set()
+    for part in text.split(","):
+        part = part.strip()
+        m = re.fullmatch(r"(\d+)\s*(?:\.\.|-|:)\s*(\d+)", part)
+        if m:
+            low, high = int(m.group(1)), int(m.group(2))
+            if low > high:
+                raise argparse.ArgumentTypeError(f"empty range {part!r}: write LOW..HIGH with LOW <= HIGH")
+            values.update(range(low, high + 1))
+        elif re.fullmatch(r"\d+", part):
+            values.add(int(part))
+        else:
+            raise argparse.ArgumentTypeError(
+                f"expected K, LOW..HIGH or a comma-separated list such as 1,2,4, got {text!r}"
+            )
+    if min(values) < 1:
+        raise argparse.ArgumentTypeError(f"component counts must be >= 1, got {text!r}")
+    return sorted(values)
+
+
+def _covariance_list(text: str) -> list[str]:
+    if text == "all":
+        return list(COVARIANCE_TYPES)
+    kinds = [k.strip() for k in text.split(",")]
+    for k in kinds:
+        if k not in COVARIANCE_TYPES:
+            raise argparse.ArgumentTypeError(
+                f"unknown covariance type {k!r}: use all or a comma-separated subset of "
+                + ", ".join(COVARIANCE_TYPES)
+            )
+    return list(dict.fromkeys(kinds))
+
+
+_EPILOG_MAIN = """\
+examples:
+  fastem fit data.npy -k 8 --out model.npz
+  fastem predict model.npz data.npy --out labels.npy
+  fastem predict model.npz data.npy --proba --out resp.npy
+  fastem score model.npz test.csv
+  fastem info model.npz
+  fastem select data.parquet -k 1..10 --covariance all --out best.npz
+  fastem demo --plot faithful.png
+
+DATA is any format fastem reads: .npy, .csv (one row per sample, optional
+header), and with fastem.sources also .parquet, .h5 (path.h5:dataset) and .zarr.
+Model files are fastem's own documented .npz format (see `pydoc fastem.io`),
+never pickle.
+
+exit status: 0 success, 1 the work failed (unreadable file, invalid model,
+failed fit), 2 the command line is wrong. Errors are one line on stderr;
+add --debug for a traceback.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``fastem`` argument parser (exposed for documentation and tests)."""
+    from . import __version__
+
+    common = _Parser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
+
+    fitting = _Parser(add_help=False)
+    g = fitting.add_argument_group("EM options")
+    g.add_argument("--max-iter", type=_nonneg_int, default=100, metavar="N", help="EM iterations (100)")
+    g.add_argument(
+        "--tol", type=_nonneg_float, default=1e-3, help="stop when the mean log-likelihood gains less (1e-3)"
+    )
+    g.add_argument("--n-init", type=_positive_int, default=1, metavar="N", help="restarts; best kept (1)")
+    g.add_argument(
+        "--init",
+        choices=("kmeans", "k-means++", "random", "random_from_data"),
+        default="kmeans",
+        help="initialisation (kmeans)",
+    )
+    g.add_argument(
+        "--reg-covar", type=_nonneg_float, default=1e-6, metavar="R", help="added to covariance diagonals"
+    )
+    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same model (0)")
+    g.add_argument("--threads", type=_threads, default=None, metavar="N", help="threads (default: all)")
+    g.add_argument(
+        "--chunk-rows",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="rows per chunk when streaming from disk (needs fastem.sources)",
+    )
+    g.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress bar on stderr (default: when stderr is a terminal; needs tqdm)",
+    )
+
+    parser = _Parser(
+        prog="fastem",
+        description="Fit Gaussian mixture models by EM with fast parallel kernels.",
+        epilog=_EPILOG_MAIN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        parents=[common],
+    )
+    parser.add_argument("--version", action="version", version=f"fastem {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, parser_class=_Parser)
+
+    def add(name: str, help_: str, epilog: str, parents=()) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name,
+            help=help_,
+            description=help_,
+            epilog="examples:\n" + epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+            parents=[common, *parents],
+        )
+
+    p = add(
+        "fit",
+        "Fit a Gaussian mixture to DATA and save it as a model file.",
+        "  fastem fit data.npy -k 8 --out model.npz\n"
+        "  fastem fit data.csv -k 3 --covariance diag --n-init 5 --seed 1 --out model.npz\n"
+        "  fastem fit big.npy -k 16 --chunk-rows 100000 --threads 8 --out model.npz\n",
+        [fitting],
+    )
+    p.add_argument("data", metavar="DATA", help="training data (.npy, .csv, .parquet, .h5, .zarr)")
+    p.add_argument("-k", "--n-components", type=_positive_int, required=True, metavar="K")
+    p.add_argument("--covariance", choices=COVARIANCE_TYPES, default="full", help="covariance type (full)")
+    p.add_argument("--out", "-o", required=True, metavar="MODEL", help="model file to write (.npz)")
+    p.add_argument(
+        "--require-converged", action="store_true", help="exit with status 1 if EM did not converge"
+    )
+
+    p = add(
+        "predict",
+        "Write the most probable component of each row of DATA (or, with --proba, all responsibilities).",
+        "  fastem predict model.npz data.npy --out labels.npy\n"
+        "  fastem predict model.npz data.csv --proba --out resp.csv\n",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument(
+        "--out", "-o", required=True, metavar="FILE", help="labels (int64) or responsibilities: .npy or .csv"
+    )
+    p.add_argument("--proba", action="store_true", help="write the N x K responsibilities instead of labels")
+    p.add_argument("--threads", type=_threads, default=None, metavar="N")
+    p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N")
+
+    p = add(
+        "score",
+        "Log-likelihood of DATA under MODEL: mean per row, total, BIC and AIC.",
+        "  fastem score model.npz test.npy\n  fastem score model.npz test.npy --json\n"
+        "  fastem score model.npz test.npy --out logdens.npy\n",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--out", "-o", metavar="FILE", help="also write each row's log-density (.npy or .csv)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--threads", type=_threads, default=None, metavar="N")
+    p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N")
+
+    p = add(
+        "info",
+        "Describe a model file: parameters, fit record, training data fingerprint.",
+        "  fastem info model.npz\n  fastem info model.npz --json\n",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--json", action="store_true", help="print the file header as JSON")
+
+    p = add(
+        "select",
+        "Fit every (K, covariance type), print BIC and AIC tables, and keep the best model.",
+        "  fastem select data.npy -k 1..9 --out best.npz\n"
+        "  fastem select data.csv -k 2,4,8 --covariance full,diag --criterion aic\n",
+        [fitting],
+    )
+    p.add_argument("data", metavar="DATA")
+    p.add_argument(
+        "-k",
+        "--n-components",
+        type=parse_k_range,
+        default=parse_k_range("1..9"),
+        metavar="KS",
+        help="component counts: K, LOW..HIGH or a list 1,2,4 (1..9)",
+    )
+    p.add_argument(
+        "--covariance",
+        type=_covariance_list,
+        default=list(COVARIANCE_TYPES),
+        metavar="TYPES",
+        help="all (default) or a comma-separated subset of full,tied,diag,spherical",
+    )
+    p.add_argument("--criterion", choices=("bic", "aic"), default="bic", help="what 'best' means (bic)")
+    p.add_argument("--out", "-o", metavar="MODEL", help="save the best model here")
+
+    p = add(
+        "demo",
+        "Fit the bundled Old Faithful data (2 full components) and print the model.",
+        "  fastem demo\n  fastem demo --plot faithful.png\n",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="PATH",
+        help="also draw EM at work (iterations 0, 1, 2, 5, 20, converged) to PATH (.png, .pdf, .svg)",
+    )
+    return parser
+
+
+# ============================================================================ data
+def _sources_module():
+    """``fastem.sources`` if installed, else None (then the in-memory fallback reads .npy and .csv)."""
+    try:
+        from . import sources
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__package__}.sources":
+            raise
+        return None
+    return sources
+
+
+def _data_for_estimator(path: str, chunk_rows: int | None) -> Any:
+    """What to hand the estimator: an opened ``fastem.sources`` source (streamed), else an array.
+
+    Opening the source checks that the input exists and is readable and gives
+    its shape, before any long work starts.
+    """
+    sources = _sources_module()
+    if sources is None:
+        return load_in_memory(path)
+    with _reading(path):
+        return sources.as_source(path, chunk_rows=chunk_rows)
+
+
+def load_in_memory(path: str) -> np.ndarray:
+    """Fallback reader used only when ``fastem.sources`` is not installed: .npy or text into memory.
+
+    Parameters
+    ----------
+    path : str
+        A ``.npy`` file (memory-mapped, no pickle), or ``.csv``/``.tsv``/``.txt``
+        text with one sample per row and an optional header line.
+
+    Returns
+    -------
+    X : ndarray of shape (n_samples, n_features)
+    """
+    if not os.path.exists(path):
+        raise CommandError(f"data file '{path}' does not exist")
+    suffix = Path(path).suffix.lower()
+    if suffix not in FALLBACK_FORMATS:
+        raise CommandError(
+            f"cannot read '{path}': {suffix or 'this'} files need fastem.sources, which is not installed; "
+            "convert the data to .npy or .csv"
+        )
+    try:
+        if suffix == ".npy":
+            X = np.load(path, mmap_mode="r", allow_pickle=False)
+        else:
+            delimiter = {".csv": ",", ".tsv": "\t"}.get(suffix)
+            with open(path, encoding="utf-8") as f:
+                first = f.readline()
+            skip = 0 if _is_numeric_line(first, delimiter) else 1  # a header line
+            X = np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=np.float64, ndmin=2)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise CommandError(f"cannot read data file '{path}': {exc}") from None
+    if X.ndim != 2:
+        raise CommandError(f"data file '{path}' holds a {X.ndim}-D array; fastem needs rows x features (2-D)")
+    if X.shape[0] == 0:
+        raise CommandError(f"data file '{path}' has no rows")
+    return X
+
+
+def _is_numeric_line(line: str, delimiter: str | None) -> bool:
+    try:
+        [float(v) for v in line.strip().split(delimiter) if v.strip() != ""]
+    except ValueError:
+        return False
+    return True
+
+
+def _n_rows(data: Any) -> int | None:
+    if isinstance(data, np.ndarray):
+        return int(data.shape[0])
+    n = getattr(data, "n_samples", None) or getattr(data, "n_rows", None)
+    return int(n) if isinstance(n, (int, np.integer)) else None
+
+
+def _write_array(path: str, a: np.ndarray, *, header: str | None = None) -> None:
+    """Write an output array atomically as .npy or .csv (chosen by suffix)."""
+    from .io import atomic_open
+
+    suffix = Path(path).suffix.lower()
+    with atomic_open(path) as f:
+        if suffix == ".npy":
+            np.lib.format.write_array(f, np.ascontiguousarray(a), allow_pickle=False)
+        else:
+            fmt = "%d" if a.dtype.kind in "iu" else "%.17g"
+            np.savetxt(f, a, delimiter=",", fmt=fmt, header=header or "", comments="")
+
+
+def _check_output(
+    path: str | None, suffixes: tuple[str, ...] = (".npy", ".csv"), inputs: Sequence[str] = ()
+) -> None:
+    """Refuse an output path that cannot be written before doing any long work."""
+    if path is None:
+        return
+    if Path(path).suffix.lower() not in suffixes:
+        raise UsageError(f"fastem: error: output '{path}' must end in {' or '.join(suffixes)}")
+    for source in inputs:  # `--out data.npy` would silently destroy the input
+        if os.path.exists(source) and Path(source).resolve() == Path(path).resolve():
+            raise UsageError(f"fastem: error: output '{path}' is also an input; choose another file")
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise CommandError(f"cannot write '{path}': directory '{parent}' does not exist")
+    if Path(path).is_dir():
+        raise CommandError(f"cannot write '{path}': it is a directory")
+    if not os.access(parent, os.W_OK):
+        raise CommandError(f"cannot write '{path}': no permission to write in '{parent}'")
+
+
+# ============================================================================ progress and warnings
+@contextlib.contextmanager
+def _em_progress(enabled: bool | None, total: int, desc: str) -> Iterator[None]:
+    """A tqdm bar over EM iterations (stderr), fed by the driver's per-iteration hook.
+
+    The estimator has no public progress callback, so the driver's ``run_em``
+    is wrapped for the duration of the command; a converged run jumps the bar
+    to the end of its restart.
+    """
+    if enabled is False or total == 0:
+        yield
+        return
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        if enabled:
+            print("fastem: warning: --progress needs tqdm: pip install 'fastem[progress]'", file=sys.stderr)
+        yield
+        return
+    from . import _em
+
+    original = _em.run_em
+    bar = tqdm(total=total, desc=desc, unit="it", file=sys.stderr, disable=None if enabled is None else False)
+
+    def run_em(*args, on_iteration=None, **kwargs):
+        start = bar.n
+
+        def hook(n_iter: int, lower_bound: float, change: float) -> None:
+            bar.set_postfix_str(f"loglik/row {lower_bound:.6g}, change {change:.2g}", refresh=False)
+            bar.update(1)
+            if on_iteration is not None:
+                on_iteration(n_iter, lower_bound, change)
+
+        run = original(*args, on_iteration=hook, **kwargs)
+        bar.update(max(0, start + kwargs.get("max_iter", run.n_iter) - bar.n))
+        return run
+
+    _em.run_em = run_em
+    try:
+        yield
+    finally:
+        _em.run_em = original
+        bar.close()
+
+
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[list[str]]:
+    """Collect warnings and print each as one line on stderr instead of Python's two-line form."""
+    lines: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("default")
+        try:
+            yield lines
+        finally:
+            for w in caught:
+                if w.category.__name__ == "ConvergenceWarning":
+                    continue  # the commands report convergence themselves
+                msg = _one_line(str(w.message))
+                if msg not in lines:
+                    lines.append(msg)
+                    print(f"fastem: warning: {msg}", file=sys.stderr)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+# ============================================================================ commands
+def _estimator(args, n_components: int, covariance: str):
+    from .mixture import GaussianMixture
+
+    return GaussianMixture(
+        n_components,
+        covariance_type=covariance,
+        tol=args.tol,
+        reg_covar=args.reg_covar,
+        max_iter=args.max_iter,
+        n_init=args.n_init,
+        init_params=args.init,
+        random_state=args.seed,
+        n_jobs=args.threads,
+    )
+
+
+@contextlib.contextmanager
+def _reading(path: str) -> Iterator[None]:
+    """Turn the estimator's and the readers' errors into one-line command errors naming ``path``."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        if not os.path.exists(path.rpartition(":")[0] or path) and not os.path.exists(path):
+            raise CommandError(f"data file '{path}' does not exist") from None
+        raise CommandError(_one_line(exc)) from None
+    except ImportError as exc:  # an optional reader (pyarrow, h5py, zarr) is missing
+        raise CommandError(_one_line(exc)) from None
+    except (OSError, ValueError, TypeError) as exc:
+        raise CommandError(f"{path}: {_one_line(exc)}") from None
+
+
+def _fit(gm, data: Any, path: str) -> None:
+    with _reading(path):
+        gm.fit(data)
+
+
+def _save(gm, out: str, path: str, data: Any) -> None:
+    """Save with the training data's fingerprint (of the file) and shape (when known)."""
+    from .io import save
+
+    n = _n_rows(data)
+    shape = None if n is None else (n, gm.n_features_in_)
+    try:
+        save(gm, out, data=path, data_shape=shape)
+    except OSError as exc:
+        raise CommandError(f"cannot write model file '{out}': {_one_line(exc)}") from None
+
+
+def cmd_fit(args) -> int:
+    _check_output(args.out, MODEL_SUFFIXES, [args.data])
+    data = _data_for_estimator(args.data, args.chunk_rows)
+    gm = _estimator(args, args.n_components, args.covariance)
+    tic = time.perf_counter()
+    with _one_line_warnings(), _em_progress(args.progress, args.max_iter * args.n_init, "EM"):
+        _fit(gm, data, args.data)
+    seconds = time.perf_counter() - tic
+    n = _n_rows(data)
+    _save(gm, args.out, args.data, data)
+    rows = f"{n} rows" if n is not None else "rows"
+    what = f"{args.n_components} {args.covariance} components"
+    print(f"fitted {what} to {args.data} ({rows} x {gm.n_features_in_} features)")
+    state = "yes" if gm.converged_ else f"NO (change still >= tol {args.tol:g} after --max-iter)"
+    print(f"  iterations:      {gm.n_iter_}  converged: {state}")
+    if gm.n_iter_:
+        total = f"{gm.lower_bound_ * n:.4f} total, " if n is not None else ""
+        print(f"  log-likelihood:  {total}{gm.lower_bound_:.6f} per row (at the last E-step)")
+    print(f"  seconds:         {seconds:.2f}")
+    print(f"  model:           {args.out}")
+    if not gm.converged_ and args.max_iter > 0:
+        print(
+            f"fastem: warning: EM did not converge in {gm.n_iter_} iterations; "
+            "raise --max-iter or --tol, or try --n-init",
+            file=sys.stderr,
+        )
+        if args.require_converged:
+            return EXIT_FAILED
+    return EXIT_OK
+
+
+def _load_model(path: str):
+    from .io import ModelFileError, load
+
+    try:
+        return load(path)
+    except FileNotFoundError:
+        raise CommandError(f"model file '{path}' does not exist") from None
+    except ModelFileError as exc:
+        raise CommandError(_one_line(exc)) from None
+
+
+def _apply(method, data: Any, path: str, out: str | None = None) -> np.ndarray:
+    """``method(data)``; with ``out`` (.npy) the estimator streams the result to that file."""
+    try:
+        with _reading(path):
+            return method(data) if out is None else method(data, out=out)
+    except CommandError as exc:
+        raise CommandError(f"cannot apply the model to {_one_line(exc)}") from None
+
+
+def _streams_npy(path: str | None) -> bool:
+    """Whether the estimator can write ``path`` itself (bounded memory, atomic): .npy with sources."""
+    return path is not None and path.lower().endswith(".npy") and _sources_module() is not None
+
+
+def cmd_predict(args) -> int:
+    _check_output(args.out, inputs=[args.model, args.data])
+    gm = _load_model(args.model)
+    if args.threads is not None:
+        gm.n_jobs = args.threads
+    data = _data_for_estimator(args.data, args.chunk_rows)
+    direct = args.out if _streams_npy(args.out) else None
+    with _one_line_warnings():
+        if args.proba:
+            result = _apply(gm.predict_proba, data, args.data, direct)
+            header = ",".join(f"p{k}" for k in range(result.shape[1]))
+        else:
+            result = _apply(gm.predict, data, args.data, direct)
+            header = "label"
+    if direct is None:
+        _write_array(args.out, result, header=header)
+    if args.proba:
+        print(f"wrote {result.shape[0]} x {result.shape[1]} responsibilities to {args.out}")
+    else:
+        counts = np.bincount(result, minlength=gm.n_components)
+        sizes = ", ".join(f"{k}: {c}" for k, c in enumerate(counts))
+        print(f"wrote {result.shape[0]} labels to {args.out} (rows per component: {sizes})")
+    return EXIT_OK
+
+
+def _criteria(gm, logprob: np.ndarray) -> dict:
+    n = logprob.shape[0]
+    total = float(logprob.sum())
+    p = gm._n_parameters()
+    return {
+        "n_samples": n,
+        "log_likelihood": total,
+        "mean_log_likelihood": total / n,
+        "n_parameters": p,
+        "bic": -2 * total + p * np.log(n),
+        "aic": -2 * total + 2 * p,
+    }
+
+
+def cmd_score(args) -> int:
+    _check_output(args.out, inputs=[args.model, args.data])
+    gm = _load_model(args.model)
+    if args.threads is not None:
+        gm.n_jobs = args.threads
+    data = _data_for_estimator(args.data, args.chunk_rows)
+    direct = args.out if _streams_npy(args.out) else None
+    with _one_line_warnings():
+        logprob = _apply(gm.score_samples, data, args.data, direct)
+    result = _criteria(gm, logprob)
+    if args.out and direct is None:
+        _write_array(args.out, logprob, header="log_density")
+    if args.json:
+        print(json.dumps({"model": args.model, "data": args.data, **result}))
+        return EXIT_OK
+    print(f"{args.data}: {result['n_samples']} rows under {args.model}")
+    print(f"  mean log-likelihood per row: {result['mean_log_likelihood']:.6f}")
+    print(f"  total log-likelihood:        {result['log_likelihood']:.4f}")
+    print(f"  BIC: {result['bic']:.2f}  AIC: {result['aic']:.2f}  ({result['n_parameters']} free parameters)")
+    if args.out:
+        print(f"  per-row log-densities written to {args.out}")
+    return EXIT_OK
+
+
+def cmd_info(args) -> int:
+    from .io import ModelFileError, read_header
+
+    try:
+        header = read_header(args.model)
+    except FileNotFoundError:
+        raise CommandError(f"model file '{args.model}' does not exist") from None
+    except ModelFileError as exc:
+        raise CommandError(_one_line(exc)) from None
+    gm = _load_model(args.model)  # full validation, so `info` never vouches for a damaged file
+    if args.json:
+        print(json.dumps(header, indent=1))
+        return EXIT_OK
+    fit, data = header["fit"], header["data"]
+    K, D = header["n_components"], header["n_features"]
+    print(f"{args.model}: fastem GaussianMixture, model format {header['format_version']}")
+    print(f"  written by fastem {header['fastem_version']} at {header['created']}")
+    print(f"  {K} {header['covariance_type']} components in {D} dimensions ({gm._n_parameters()} parameters)")
+    lb = fit["lower_bound"]
+    print(
+        f"  fit: {fit['n_iter']} iterations, converged: {'yes' if fit['converged'] else 'no'}, "
+        f"mean log-likelihood {lb:.6f} per row"
+    )
+    if data is None:
+        print("  training data: not recorded")
+    else:
+        shape = f"{data['n_samples']} x {data['n_features']}" if data["n_samples"] is not None else "shape ?"
+        where = f" from {data['path']}" if data.get("path") else ""
+        print(f"  training data: {shape}{where}")
+        print(f"    fingerprint {data['fingerprint']}")
+    hyper = header["hyperparameters"]
+    shown = ("tol", "reg_covar", "max_iter", "n_init", "init_params", "random_state")
+    print("  hyper-parameters: " + ", ".join(f"{k}={hyper[k]!r}" for k in shown if k in hyper))
+    with np.printoptions(precision=4, suppress=True, linewidth=100):
+        order = np.argsort(-gm.weights_)
+        print("  components (by weight):")
+        for k in order[:20]:
+            print(f"    {k:>3}  weight {gm.weights_[k]:.4f}  mean {gm.means_[k]}")
+        if K > 20:
+            print(f"    ... {K - 20} more (fastem info --json or fastem.load for all)")
+    for note in header.get("notes", []):
+        print(f"  note: {note}")
+    return EXIT_OK
+
+
+def cmd_select(args) -> int:
+    _check_output(args.out, MODEL_SUFFIXES, [args.data])
+    data = _data_for_estimator(args.data, args.chunk_rows)
+    ks, kinds = args.n_components, args.covariance
+    table: dict[tuple[int, str], dict | None] = {}
+    best = None
+    with _one_line_warnings():
+        for k, kind in _model_progress([(k, kind) for k in ks for kind in kinds], args.progress):
+            gm = _estimator(args, k, kind)
+            try:
+                _fit(gm, data, args.data)
+                scores = _criteria(gm, _apply(gm.score_samples, data, args.data))
+            except CommandError as exc:
+                print(f"fastem: warning: K={k} {kind}: {_one_line(exc)}", file=sys.stderr)
+                table[k, kind] = None
+                continue
+            scores["converged"] = gm.converged_
+            table[k, kind] = scores
+            if best is None or scores[args.criterion] < best[0][args.criterion]:
+                best = (scores, k, kind, gm)
+    if best is None:
+        raise CommandError("every fit failed; see the warnings above")
+    n = best[0]["n_samples"]
+    print(f"{args.data}: {n} rows; model selection over K = {_k_text(ks)} (seed {args.seed})")
+    for crit in ("bic", "aic"):
+        print()
+        print(_criterion_table(table, ks, kinds, crit))
+    ranked = sorted(((s[args.criterion], k, kind) for (k, kind), s in table.items() if s), key=lambda t: t[0])
+    print(f"\nTop {min(3, len(ranked))} models by {args.criterion.upper()}:")
+    for value, k, kind in ranked[:3]:
+        print(f"  {kind} ({MCLUST_NAMES[kind]}), K={k}: {value:.2f}")
+    if any(s is not None and not s["converged"] for s in table.values()):
+        print("(~ marks fits that did not converge within --max-iter)")
+    scores, k, kind, gm = best
+    summary = f"best: {kind}, K={k} ({args.criterion.upper()} {scores[args.criterion]:.2f})"
+    if args.out:
+        _save(gm, args.out, args.data, data)
+        print(f"{summary} saved to {args.out}")
+    else:
+        print(f"{summary}; use --out to save it")
+    return EXIT_OK
+
+
+def _model_progress(cells: list, enabled: bool | None) -> Iterator:
+    """A tqdm bar over the (K, covariance) grid, or the plain list when tqdm is missing or disabled."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return iter(cells)
+    if enabled is False:
+        return iter(cells)
+    return iter(
+        tqdm(cells, desc="select", unit="model", file=sys.stderr, disable=None if enabled is None else False)
+    )
+
+
+def _k_text(ks: list[int]) -> str:
+    if ks == list(range(ks[0], ks[-1] + 1)) and len(ks) > 2:
+        return f"{ks[0]}..{ks[-1]}"
+    return ",".join(map(str, ks))
+
+
+def _criterion_table(table: dict, ks: list[int], kinds: list[str], crit: str) -> str:
+    """An mclust-style table: rows K, columns covariance types; '*' marks the column-wide best."""
+    values = [s[crit] for s in table.values() if s is not None]
+    best = min(values) if values else None
+    width = 14
+    head = f"{crit.upper()} (lower is better)".ljust(22)
+    lines = [head, "   K" + "".join(f"{kind} ({MCLUST_NAMES[kind]})".rjust(width + 2) for kind in kinds)]
+    for k in ks:
+        row = f"{k:>4}"
+        for kind in kinds:
+            s = table.get((k, kind))
+            if s is None:
+                cell = "failed"
+            else:
+                mark = "*" if s[crit] == best else ("~" if not s["converged"] else " ")
+                cell = f"{s[crit]:.2f}{mark}"
+            row += cell.rjust(width + 2)
+        lines.append(row)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def cmd_demo(args) -> int:
+    from . import __version__
+    from .datasets import load_old_faithful
+    from .mixture import GaussianMixture
+
+    if args.plot is not None:
+        _check_output(args.plot, (".png", ".pdf", ".svg"))
+        try:  # fail before fitting if the extra is missing
+            from .plot import require_matplotlib
+
+            require_matplotlib()
+        except ImportError as exc:
+            raise CommandError(_one_line(exc)) from None
+    X = load_old_faithful()
+    tic = time.perf_counter()
+    gm = GaussianMixture(n_components=2, covariance_type="full", tol=1e-8, random_state=0).fit(X)
+    seconds = time.perf_counter() - tic
+    order = np.argsort(gm.means_[:, 0])
+    np.set_printoptions(precision=4, suppress=True)
+    print(
+        f"fastem {__version__}: Old Faithful ({X.shape[0]} eruptions x {X.shape[1]} features), "
+        "2 full-covariance components"
+    )
+    print(
+        f"converged: {gm.converged_} after {gm.n_iter_} iterations in {seconds:.2f} s "
+        "(first run includes JIT compilation)"
+    )
+    for rank, k in enumerate(order):
+        print(f"\ncomponent {rank}: weight {gm.weights_[k]:.4f}")
+        print(f"  mean (eruptions, waiting): {gm.means_[k]}")
+        print("  covariance:")
+        for row in gm.covariances_[k]:
+            print(f"    {row}")
+    total = gm.score(X) * X.shape[0]
+    print(f"\nlog-likelihood: {total:.4f}  ({total / X.shape[0]:.5f} per sample)")
+    print(f"BIC: {gm.bic(X):.2f}  AIC: {gm.aic(X):.2f}")
+    if args.plot is not None:
+        from .plot import faithful_em_figure
+
+        fig = faithful_em_figure(X)
+        fig.savefig(args.plot, dpi=110)
+        print(f"\nplot of EM at work written to {args.plot}")
+    return EXIT_OK
+
+
+COMMANDS = {
+    "fit": cmd_fit,
+    "predict": cmd_predict,
+    "score": cmd_score,
+    "info": cmd_info,
+    "select": cmd_select,
+    "demo": cmd_demo,
+}
+
+
+# ============================================================================ entry point
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``fastem`` command; returns the exit status (0 ok, 1 failed work, 2 usage error).
+
+    Parameters
+    ----------
+    argv : sequence of str, default=None
+        Arguments without the program name; ``sys.argv[1:]`` when None.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv  # known before parsing, so even parse failures can show a traceback
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as exc:
+        if debug:
+            raise
+        print(_one_line(exc), file=sys.stderr)
+        return EXIT_USAGE
+    except CommandError as exc:
+        if debug:
+            raise
+        print(f"fastem: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    except SystemExit as exc:  # --help and --version exit through argparse
+        return exc.code if isinstance(exc.code, int) else EXIT_OK
+    except KeyboardInterrupt:
+        print("fastem: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `fastem info m.npz | head -1`: the reader left; exit quietly like Unix tools
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the final flush at exit cannot fail again
+        return 128 + 13
+    except Exception as exc:  # anything unforeseen: still one line, unless --debug
+        if debug:
+            raise
+        detail = f"{type(exc).__name__}: {_one_line(exc)}"
+        print(f"fastem: error: {detail} (rerun with --debug for details)", file=sys.stderr)
+        return EXIT_FAILED

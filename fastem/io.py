@@ -1,0 +1,555 @@
+"""Model files: save a fitted :class:`~fastem.GaussianMixture` and load it back, without pickle.
+
+Use :meth:`fastem.GaussianMixture.save` and :func:`fastem.load`::
+
+    gm.save("model.npz", data=X)          # data is optional: recorded as shape + fingerprint
+    gm2 = fastem.load("model.npz")        # gm2.predict(X) == gm.predict(X), bit for bit
+
+File format (``format_version`` 1)
+----------------------------------
+A model file is a ZIP archive that is also a valid NumPy ``.npz`` file (so
+``numpy.load(path, allow_pickle=False)`` can inspect it). Its members, all
+stored uncompressed:
+
+``header.json`` (always the first member)
+    UTF-8 JSON object with the keys
+
+    - ``format``: the string ``"fastem-model"``;
+    - ``format_version``: integer, currently 1. A reader refuses files with a
+      larger version than it knows;
+    - ``fastem_version``: the version of fastem that wrote the file;
+    - ``created``: UTC time of writing, ISO 8601;
+    - ``estimator``: ``"GaussianMixture"``;
+    - ``covariance_type``, ``n_components``, ``n_features``;
+    - ``hyperparameters``: the estimator's ``get_params()`` except the three
+      ``*_init`` arrays (stored as members, see below); a ``random_state``
+      that is not an int or None is stored as ``null`` and listed in
+      ``notes``;
+    - ``fit``: ``converged``, ``n_iter``, ``lower_bound`` (a number, or the
+      strings ``"inf"``, ``"-inf"``, ``"nan"``), ``feature_names_in`` (list of
+      strings or ``null``);
+    - ``data``: ``null``, or what the model was fitted on: ``n_samples`` and
+      ``n_features`` (``null`` when unknown), ``fingerprint`` and ``path``.
+      The fingerprint is ``"sha256:file:<hex>"`` (SHA-256 of the file's
+      bytes, the same as ``sha256sum data.npy``; for a directory store such as
+      ``.zarr``, of every file's relative path and bytes in sorted order) or
+      ``"sha256:array:<hex>"`` (SHA-256 of the array's C-order float64 bytes);
+    - ``arrays``: for each array member, its ``shape``, ``dtype`` and the
+      ``sha256`` of its data bytes; checked on load;
+    - ``notes``: list of strings.
+
+``<name>.npy`` members, float64, written with ``numpy.lib.format`` (no object arrays)
+    ``weights_`` (K,), ``means_`` (K, D), ``covariances_``, ``precisions_``,
+    ``precisions_cholesky_`` (shapes as in scikit-learn for the covariance
+    type), ``lower_bounds_`` (n_iter,) the mean log-likelihood per iteration,
+    and, only when set, ``weights_init``, ``means_init``, ``precisions_init``.
+
+Guarantees
+----------
+- Writes are atomic: the archive is written to a temporary file in the target
+  directory, flushed and fsync-ed, then renamed over the target with
+  :func:`os.replace`. A killed writer leaves the old file (or none), never a
+  half-written one.
+- :func:`load` checks the archive's CRCs and the per-array SHA-256, the header,
+  the shapes, that the weights are non-negative and sum to one, that the
+  precisions are positive definite and consistent with their Cholesky factors
+  and with the covariances. Any failure raises :class:`ModelFileError` with
+  one clear sentence; a file written by a newer fastem raises it too.
+- Every fitted attribute is restored exactly, so a loaded model predicts bit
+  for bit like the saved one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import io
+import json
+import math
+import os
+import tempfile
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import numpy as np
+
+from ._stats import COVARIANCE_TYPES, covariance_shape
+
+if TYPE_CHECKING:
+    from .mixture import GaussianMixture
+
+__all__ = [
+    "FORMAT_VERSION",
+    "ModelFileError",
+    "atomic_open",
+    "data_fingerprint",
+    "load",
+    "read_header",
+    "save",
+]
+
+FORMAT_NAME = "fastem-model"
+#: Version of the file format this fastem writes; it reads every version up to this one.
+FORMAT_VERSION = 1
+HEADER_MEMBER = "header.json"
+
+_FITTED_ARRAYS = (
+    "weights_",
+    "means_",
+    "covariances_",
+    "precisions_",
+    "precisions_cholesky_",
+    "lower_bounds_",
+)
+_INIT_ARRAYS = ("weights_init", "means_init", "precisions_init")
+_HASH_BLOCK = 8 * 2**20
+
+
+class ModelFileError(ValueError):
+    """A model file is missing parts, corrupted, truncated, inconsistent or too new."""
+
+
+# ----------------------------------------------------------------------------- fingerprints
+def data_fingerprint(data: Any) -> str:
+    """Fingerprint of training data: SHA-256 of a file's (or directory's) bytes, or of an array.
+
+    Parameters
+    ----------
+    data : str, os.PathLike or array-like of shape (n_samples, n_features)
+        A path is hashed as stored on disk (``sha256sum`` gives the same hex
+        digest for a file); an array is hashed as C-order float64 bytes.
+
+    Returns
+    -------
+    fingerprint : str
+        ``"sha256:file:<hex>"`` or ``"sha256:array:<hex>"``.
+    """
+    h = hashlib.sha256()
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        if path.is_dir():
+            for item in sorted(p for p in path.rglob("*") if p.is_file()):
+                h.update(item.relative_to(path).as_posix().encode() + b"\0")
+                _hash_file(h, item)
+        else:
+            _hash_file(h, path)
+        return f"sha256:file:{h.hexdigest()}"
+    X = np.asarray(data)
+    # hash row blocks so a large array is never copied whole
+    rows = max(1, _HASH_BLOCK // max(1, X[:1].size * 8))
+    for start in range(0, X.shape[0] if X.ndim else 1, rows):
+        block = X[start : start + rows] if X.ndim else X
+        h.update(np.ascontiguousarray(block, dtype=np.float64).tobytes())
+    return f"sha256:array:{h.hexdigest()}"
+
+
+def _hash_file(h, path: Path) -> None:
+    with open(path, "rb") as f:
+        while chunk := f.read(_HASH_BLOCK):
+            h.update(chunk)
+
+
+def _array_digest(a: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+
+
+# ----------------------------------------------------------------------------- save
+def _json_float(x: float) -> float | str:
+    return float(x) if math.isfinite(x) else repr(float(x))
+
+
+def _hyperparameters(gm: GaussianMixture) -> tuple[dict, dict, list[str]]:
+    params = gm.get_params(deep=False)
+    arrays, notes = {}, []
+    for name in _INIT_ARRAYS:
+        value = params.pop(name)
+        if value is not None:
+            arrays[name] = np.asarray(value, dtype=np.float64)
+    rs = params["random_state"]
+    if rs is not None and not (isinstance(rs, int | np.integer) and not isinstance(rs, bool)):
+        params["random_state"] = None
+        notes.append(f"random_state was a {type(rs).__name__}; it is not saved (loaded as None)")
+    elif rs is not None:
+        params["random_state"] = int(rs)
+    for key, value in params.items():
+        if isinstance(value, np.generic):
+            params[key] = value.item()
+    return params, arrays, notes
+
+
+def save(
+    gm: GaussianMixture,
+    path: str | os.PathLike,
+    *,
+    data: Any = None,
+    data_shape: Sequence[int | None] | None = None,
+) -> Path:
+    """Write a fitted GaussianMixture to ``path`` atomically (see the module docstring for the format).
+
+    Parameters
+    ----------
+    gm : GaussianMixture
+        A fitted estimator.
+    path : str or os.PathLike
+        Target file, written exactly under this name (``.npz`` is a good suffix).
+    data : array-like or path, default=None
+        The training data, recorded as its shape and :func:`data_fingerprint`.
+    data_shape : (n_samples, n_features), default=None
+        Shape of the training data when ``data`` is a path (read from the
+        header of a ``.npy`` file when not given).
+
+    Returns
+    -------
+    path : pathlib.Path
+    """
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(gm)
+    path = Path(path)
+    arrays = {name: np.asarray(getattr(gm, name), dtype=np.float64) for name in _FITTED_ARRAYS}
+    hyper, init_arrays, notes = _hyperparameters(gm)
+    arrays.update(init_arrays)
+    names = getattr(gm, "feature_names_in_", None)
+    header = {
+        "format": FORMAT_NAME,
+        "format_version": FORMAT_VERSION,
+        "fastem_version": _version(),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "estimator": type(gm).__name__,
+        "covariance_type": gm.covariance_type,
+        "n_components": int(gm.means_.shape[0]),
+        "n_features": int(gm.means_.shape[1]),
+        "hyperparameters": hyper,
+        "fit": {
+            "converged": bool(gm.converged_),
+            "n_iter": int(gm.n_iter_),
+            "lower_bound": _json_float(gm.lower_bound_),
+            "feature_names_in": None if names is None else [str(n) for n in names],
+        },
+        "data": _data_record(data, data_shape),
+        "arrays": {
+            name: {"shape": list(a.shape), "dtype": a.dtype.str, "sha256": _array_digest(a)}
+            for name, a in arrays.items()
+        },
+        "notes": notes,
+    }
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as zf:
+        zf.writestr(HEADER_MEMBER, json.dumps(header, indent=1, allow_nan=False))
+        for name, a in arrays.items():
+            member = io.BytesIO()
+            np.lib.format.write_array(member, np.ascontiguousarray(a), allow_pickle=False)
+            zf.writestr(name + ".npy", member.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def _data_record(data: Any, data_shape: Sequence[int | None] | None) -> dict | None:
+    if data is None:
+        return None
+    is_path = isinstance(data, (str, os.PathLike))
+    shape: list[int | None] = [None, None]
+    if data_shape is not None:
+        shape = [None if s is None else int(s) for s in data_shape]
+    elif not is_path:
+        shape = [int(s) for s in np.shape(data)[:2]]
+    elif str(data).endswith(".npy"):
+        try:
+            shape = [int(s) for s in np.load(data, mmap_mode="r", allow_pickle=False).shape[:2]]
+        except (OSError, ValueError):
+            pass
+    return {
+        "n_samples": shape[0],
+        "n_features": shape[1] if len(shape) > 1 else None,
+        "fingerprint": data_fingerprint(data),
+        "path": os.fspath(Path(data).resolve()) if is_path else None,
+    }
+
+
+def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> None:
+    """Write ``payload`` to ``path`` so that readers see the old file or the new one, never a part."""
+    with atomic_open(path) as f:
+        f.write(payload)
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """A binary file object whose contents replace ``path`` atomically when the block exits cleanly.
+
+    The bytes go to a temporary file in the same directory (so the rename stays
+    on one file system), which is fsync-ed and renamed with :func:`os.replace`;
+    the directory is fsync-ed too so the rename survives a power loss. On an
+    exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    directory = path.parent if str(path.parent) else Path(".")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; match what open() would create
+        os.replace(tmp, path)
+    except BaseException:
+        with _suppress():
+            os.unlink(tmp)
+        raise
+    with _suppress():  # not every platform can fsync a directory
+        dir_fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+class _suppress:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        return kind is not None and issubclass(kind, OSError)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+# ----------------------------------------------------------------------------- load
+def read_header(path: str | os.PathLike) -> dict:
+    """The JSON header of a model file, checked for format and version (arrays are not read).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ModelFileError
+        If the file is not a fastem model file, is damaged, or is too new.
+    """
+    header, _ = _read(path, arrays=False)
+    return header
+
+
+def load(path: str | os.PathLike) -> GaussianMixture:
+    """Load a model written by :meth:`GaussianMixture.save` and check it.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    gm : GaussianMixture
+        Fitted, with every fitted attribute and hyper-parameter restored exactly.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ModelFileError
+        If the file is truncated, corrupted, inconsistent, or written by a newer fastem.
+    """
+    from .mixture import GaussianMixture
+
+    header, arrays = _read(path, arrays=True)
+    where = f"model file '{os.fspath(path)}'"
+    kind, K, D = header["covariance_type"], header["n_components"], header["n_features"]
+    _check_parameters(arrays, kind, K, D, header["fit"]["n_iter"], where)
+    hyper = dict(header["hyperparameters"])
+    for name in _INIT_ARRAYS:
+        hyper[name] = arrays.get(name)
+    try:
+        gm = GaussianMixture(**hyper)
+    except TypeError as exc:
+        raise ModelFileError(f"{where} has unknown hyper-parameters ({exc}).") from None
+    if gm.covariance_type != kind or gm.n_components != K:
+        raise ModelFileError(f"{where} is inconsistent: hyper-parameters disagree with the arrays.")
+    fit = header["fit"]
+    for name in _FITTED_ARRAYS[:-1]:
+        setattr(gm, name, arrays[name])
+    gm.converged_ = fit["converged"]
+    gm.n_iter_ = fit["n_iter"]
+    gm.lower_bound_ = fit["lower_bound"]
+    gm.lower_bounds_ = [float(v) for v in arrays["lower_bounds_"]]
+    gm.n_features_in_ = D
+    if fit["feature_names_in"] is not None:
+        gm.feature_names_in_ = np.asarray(fit["feature_names_in"], dtype=object)
+    return gm
+
+
+def _read(path: str | os.PathLike, *, arrays: bool) -> tuple[dict, dict]:
+    where = f"model file '{os.fspath(path)}'"
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{where} does not exist")
+    if os.path.isdir(path):
+        raise ModelFileError(f"{where} is a directory, not a model file.")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as exc:  # damaged zip fields surface as many types (even NotImplementedError)
+        raise ModelFileError(
+            f"{where} is not a readable model file: it is truncated, corrupted or not a fastem model ({exc})"
+        ) from None
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ModelFileError(f"{where} is a single .npy array, not a fastem model file.")
+    with npz:
+        try:
+            header = _parse_header(npz, where)
+            out = {}
+            if arrays:
+                for name, spec in header["arrays"].items():
+                    out[name] = _read_array(npz, name, spec, where)
+        except ModelFileError:
+            raise
+        except Exception as exc:  # any damage the zip/npy readers notice: CRC, truncation, bad fields
+            detail = f"{type(exc).__name__}: {exc}"
+            raise ModelFileError(f"{where} is corrupted or truncated ({detail}).") from None
+    return header, out
+
+
+def _parse_header(npz, where: str) -> dict:
+    if HEADER_MEMBER not in npz.files:
+        raise ModelFileError(f"{where} has no {HEADER_MEMBER}: it is an .npz archive but not a fastem model.")
+    raw = npz[HEADER_MEMBER]
+    try:
+        header = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else str(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ModelFileError(f"{where} has an unreadable header ({exc}).") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT_NAME:
+        raise ModelFileError(f"{where} is not a fastem model file (its header lacks format '{FORMAT_NAME}').")
+    version = header.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise ModelFileError(f"{where} has an invalid format_version {version!r}.")
+    if version > FORMAT_VERSION:
+        raise ModelFileError(
+            f"{where} uses model format version {version}, written by fastem "
+            f"{header.get('fastem_version', '?')}; this fastem ({_version()}) reads versions up to "
+            f"{FORMAT_VERSION}. Upgrade fastem to load it."
+        )
+    _check_header_fields(header, where)
+    return header
+
+
+def _check_header_fields(header: dict, where: str) -> None:
+    def bad(what: str):
+        return ModelFileError(f"{where} has an invalid header: {what}.")
+
+    if header.get("estimator") != "GaussianMixture":
+        raise bad(f"unknown estimator {header.get('estimator')!r}")
+    if header.get("covariance_type") not in COVARIANCE_TYPES:
+        raise bad(f"unknown covariance_type {header.get('covariance_type')!r}")
+    for key in ("n_components", "n_features"):
+        value = header.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise bad(f"{key} must be a positive integer, got {value!r}")
+    if not isinstance(header.get("hyperparameters"), dict):
+        raise bad("hyperparameters missing")
+    fit = header.get("fit")
+    if not isinstance(fit, dict):
+        raise bad("fit record missing")
+    if not isinstance(fit.get("converged"), bool):
+        raise bad("fit.converged must be true or false")
+    n_iter = fit.get("n_iter")
+    if not isinstance(n_iter, int) or isinstance(n_iter, bool) or n_iter < 0:
+        raise bad(f"fit.n_iter must be a non-negative integer, got {n_iter!r}")
+    lb = fit.get("lower_bound")
+    if isinstance(lb, str) and lb in ("inf", "-inf", "nan"):
+        fit["lower_bound"] = float(lb)
+    elif isinstance(lb, (int, float)) and not isinstance(lb, bool):
+        fit["lower_bound"] = float(lb)
+    else:
+        raise bad(f"fit.lower_bound must be a number, got {lb!r}")
+    names = fit.get("feature_names_in")
+    if names is not None and (
+        not isinstance(names, list)
+        or len(names) != header["n_features"]
+        or not all(isinstance(n, str) for n in names)
+    ):
+        raise bad("fit.feature_names_in must be null or one string per feature")
+    specs = header.get("arrays")
+    if not isinstance(specs, dict):
+        raise bad("array table missing")
+    for name in _FITTED_ARRAYS:
+        if name not in specs:
+            raise bad(f"array {name} missing")
+    for name, spec in specs.items():
+        if name not in _FITTED_ARRAYS + _INIT_ARRAYS:
+            raise bad(f"unknown array {name!r}")
+        if not isinstance(spec, dict) or not {"shape", "dtype", "sha256"} <= spec.keys():
+            raise bad(f"array {name} lacks shape, dtype or sha256")
+
+
+def _read_array(npz, name: str, spec: dict, where: str) -> np.ndarray:
+    if name not in npz.files:
+        raise ModelFileError(f"{where} lacks the array {name}.")
+    a = npz[name]
+    if not isinstance(a, np.ndarray) or a.dtype != np.float64:
+        raise ModelFileError(f"{where}: array {name} is not float64.")
+    if list(a.shape) != spec["shape"]:
+        raise ModelFileError(f"{where}: array {name} has shape {a.shape}, the header says {spec['shape']}.")
+    if _array_digest(a) != spec["sha256"]:
+        raise ModelFileError(f"{where}: array {name} fails its SHA-256 check (the file is corrupted).")
+    return a
+
+
+def _check_parameters(arrays: dict, kind: str, K: int, D: int, n_iter: int, where: str) -> None:
+    """Shapes, finiteness, weights on the simplex, positive-definite and consistent precisions."""
+    cov_shape = covariance_shape(kind, K, D)
+    expected = {
+        "weights_": (K,),
+        "means_": (K, D),
+        "covariances_": cov_shape,
+        "precisions_": cov_shape,
+        "precisions_cholesky_": cov_shape,
+        "lower_bounds_": (n_iter,),
+        "weights_init": (K,),
+        "means_init": (K, D),
+        "precisions_init": cov_shape,
+    }
+    for name, a in arrays.items():
+        if a.shape != expected[name]:
+            raise ModelFileError(
+                f"{where}: {name} has shape {a.shape}, expected {expected[name]} for "
+                f"{K} {kind} components in {D} dimensions."
+            )
+        finite = np.isfinite(a) if name != "lower_bounds_" else ~np.isnan(a)
+        if not np.all(finite):
+            raise ModelFileError(f"{where}: {name} contains NaN or infinity.")
+    w = arrays["weights_"]
+    if np.any(w < 0) or abs(w.sum() - 1.0) > 1e-9 * max(K, 10):
+        raise ModelFileError(f"{where}: the weights must be non-negative and sum to 1 (sum {w.sum():.12g}).")
+    U, P, C = arrays["precisions_cholesky_"], arrays["precisions_"], arrays["covariances_"]
+    if kind in ("full", "tied"):
+        Us, Ps, Cs = (U, P, C) if kind == "full" else (U[None], P[None], C[None])
+        for k in range(Us.shape[0]):
+            label = f"component {k}" if kind == "full" else "the tied covariance"
+            u, p, c = Us[k], Ps[k], Cs[k]
+            if np.abs(np.tril(u, -1)).max(initial=0.0) > 1e-12 * np.abs(u).max() or np.any(np.diag(u) <= 0):
+                raise ModelFileError(
+                    f"{where}: precisions_cholesky_ of {label} is not upper triangular with a "
+                    "positive diagonal, so the precision is not positive definite."
+                )
+            if not np.allclose(p, u @ u.T, rtol=1e-10, atol=1e-12 * np.abs(p).max()):
+                raise ModelFileError(f"{where}: precisions_ of {label} disagrees with precisions_cholesky_.")
+            eig = np.linalg.eigvalsh(c)
+            if not np.allclose(c, c.T, rtol=0, atol=1e-12 * np.abs(c).max()) or eig[0] <= 0:
+                raise ModelFileError(f"{where}: covariances_ of {label} is not symmetric positive definite.")
+            # C P = I up to rounding amplified by the condition number
+            tol = 1e-9 + 1e-12 * eig[-1] / eig[0]
+            if np.abs(c @ p - np.eye(D)).max() > tol:
+                raise ModelFileError(f"{where}: covariances_ of {label} is not the inverse of its precision.")
+    else:
+        if np.any(U <= 0) or np.any(C <= 0):
+            raise ModelFileError(f"{where}: {kind} precisions and covariances must be positive.")
+        if not np.allclose(P, U**2, rtol=1e-10, atol=0) or not np.allclose(C * P, 1.0, rtol=0, atol=1e-9):
+            raise ModelFileError(f"{where}: covariances_, precisions_ and precisions_cholesky_ disagree.")
