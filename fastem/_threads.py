@@ -21,11 +21,18 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
     return min(n_jobs, available)
 
 
+#: Up to this many rows, kernels run on one thread: one block cannot be split,
+#: and waking idle threads costs more than the work (badly so on a busy machine).
+SERIAL_ROWS = 4096
+
+
 @contextlib.contextmanager
-def thread_limit(n_jobs: int | None) -> Iterator[int]:
-    """Run numba kernels (and BLAS through threadpoolctl-free env) with ``n_jobs`` threads."""
+def thread_limit(n_jobs: int | None, n_rows: int | None = None) -> Iterator[int]:
+    """Run numba kernels with ``n_jobs`` threads (one for at most SERIAL_ROWS rows)."""
     previous = numba.get_num_threads()
     threads = resolve_n_jobs(n_jobs)
+    if n_rows is not None and n_rows <= SERIAL_ROWS:
+        threads = 1
     numba.set_num_threads(threads)
     try:
         yield threads

@@ -205,7 +205,7 @@ def save(
     -------
     path : pathlib.Path
     """
-    from sklearn.utils.validation import check_is_fitted
+    from ._base import check_is_fitted
 
     check_is_fitted(gm)
     path = Path(path)
