@@ -91,7 +91,9 @@ def measure_dgemm(threads: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="divide N by 10 and run one repeat")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=2, help="extra iterations timed per run")

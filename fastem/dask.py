@@ -1,0 +1,601 @@
+"""Executor on Dask arrays: the same fused kernel, mapped over row chunks on a cluster.
+
+One EM iteration on a ``dask.array.Array`` is::
+
+    params --(one graph key, shipped once)--> [per row chunk: accumulate_chunk -> SufficientStats]
+           --> pairwise merge in a fixed tree --> client: M-step
+
+Only parameters (O(K D^2) numbers) go to the workers and only sufficient
+statistics come back; the rows stay where Dask reads them (Zarr, Parquet, a
+persisted array, ...). The merge tree is fixed by chunk order, so the fitted
+parameters do not depend on which worker finishes first, nor on a worker being
+lost and its tasks recomputed.
+
+Initialisation draws a uniform random sample of ``min(n, init_sample_size)``
+rows *on the workers* (row indices drawn on the client from ``random_state``,
+so the sample does not depend on the chunking or the number of workers),
+gathers only those rows, and runs the usual in-memory initialisation on them.
+When the data have no more rows than that, the sample is all rows in order
+and the initialisation equals the in-memory one. The same pass checks the
+data for NaN/inf and validates ``sample_weight``.
+
+Every task runs the kernel on ``n_jobs`` numba threads (default 1): Dask's
+worker threads are the parallelism, so one thread per task does not
+oversubscribe the cores.
+"""
+
+from __future__ import annotations
+
+import os
+import pkgutil
+import warnings
+from concurrent.futures import CancelledError
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+try:
+    import dask
+    import dask.array as da
+    from dask.base import tokenize
+except ImportError as exc:  # pragma: no cover - exercised in a subprocess by the tests
+    raise ImportError(
+        "Fitting fastem on Dask collections needs the optional dependencies of the 'dask' extra "
+        f'(missing module {exc.name!r}). Install them with: pip install "fastem[dask]"'
+    ) from exc
+
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import _check_feature_names, _get_feature_names
+
+from . import __version__
+from ._executor import _NO_F64, _NO_I64, _NO_RESP, FitPlan, accumulate_chunk
+from ._kernels._config import COV_CODES
+from ._kernels.gaussian import _first_nonfinite
+from ._stats import GaussianParams, SufficientStats
+from ._threads import thread_limit
+
+__all__ = ["ClusterError", "DaskExecutor", "plan_fit", "sample_size", "score"]
+
+#: Initialisation sample: at least this many rows ...
+SAMPLE_ROWS_MIN = 10_000
+#: ... and at least this many per component.
+SAMPLE_ROWS_PER_COMPONENT = 100
+
+#: dask.config "scheduler" values that mean "do not use a distributed client".
+_LOCAL_SCHEDULERS = {"sync", "synchronous", "single-threaded", "threads", "threading", "processes",
+                     "multiprocessing"}  # fmt: skip
+
+
+class ClusterError(RuntimeError):
+    """The Dask cluster went away (or is unreachable) while fastem needed it."""
+
+
+def sample_size(n_samples: int, n_components: int, init_sample_size: int | None = None) -> int:
+    """Rows gathered to the client for initialisation.
+
+    ``min(n, init_sample_size)`` (the estimator's parameter, as for data sources),
+    or ``min(n, max(10000, 100 K))`` when no size is given.
+    """
+    if init_sample_size is None:
+        init_sample_size = max(SAMPLE_ROWS_MIN, SAMPLE_ROWS_PER_COMPONENT * n_components)
+    return int(min(n_samples, init_sample_size))
+
+
+# ---------------------------------------------------------------------- worker-side tasks
+# These run on the workers. They import nothing beyond fastem's own modules, get
+# numpy blocks and return small objects only.
+
+
+def _as_kernel_block(block: np.ndarray) -> np.ndarray:
+    """A C-contiguous float32/float64 block, as the kernels need (no copy if already so)."""
+    if block.dtype not in (np.float32, np.float64):
+        block = block.astype(np.float64)
+    return np.ascontiguousarray(block)
+
+
+def _block_stats(
+    block: np.ndarray,
+    sample_weight: np.ndarray | None,
+    packed: tuple[np.ndarray, np.ndarray, np.ndarray],
+    covariance_type: str,
+    row_offset: int,
+    n_threads: int,
+) -> SufficientStats:
+    """E-step + moments of one row chunk: the only thing a fit task sends back."""
+    block = _as_kernel_block(block)
+    sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
+    stats = SufficientStats.zeros(covariance_type, packed[1])
+    with thread_limit(n_threads):
+        accumulate_chunk(block, sw, packed, stats, row_offset, stats.cov_code)
+    return stats
+
+
+def _copy_stats(stats: SufficientStats) -> SufficientStats:
+    return SufficientStats(
+        stats.covariance_type,
+        stats.shift,
+        stats.R.copy(),
+        stats.S1.copy(),
+        stats.S2.copy(),
+        stats.scalars.copy(),
+        stats.worst_index.copy(),
+        None if stats.worst_x is None else stats.worst_x.copy(),
+    )
+
+
+def _merge_pair(left: SufficientStats, right: SufficientStats) -> SufficientStats:
+    """left + right into a new object: inputs may be held (and reused) by the scheduler."""
+    return _copy_stats(left).merge(right)
+
+
+def _survey_block(block: np.ndarray, sample_weight: np.ndarray | None, rows: np.ndarray) -> dict:
+    """Validation and sampling of one chunk: first non-finite entry, weight checks, sampled rows."""
+    block = _as_kernel_block(block)
+    out: dict[str, Any] = {"n_rows": block.shape[0], "first_nonfinite": int(_first_nonfinite(block))}
+    out["rows"] = np.ascontiguousarray(block[rows])
+    if sample_weight is not None:
+        sw = np.asarray(sample_weight, dtype=np.float64)
+        out["sw_n"] = sw.shape[0]
+        out["sw_nonfinite"] = int(np.count_nonzero(~np.isfinite(sw)))
+        out["sw_negative"] = int(np.count_nonzero(sw < 0))
+        out["sw_sum"] = float(sw[np.isfinite(sw)].sum())
+        out["sw_rows"] = sw[rows]
+    if out["first_nonfinite"] >= 0:
+        row, col = divmod(out["first_nonfinite"], block.shape[1])
+        out["bad_value"] = float(block[row, col])
+    return out
+
+
+def _block_score(
+    block: np.ndarray,
+    packed: tuple[np.ndarray, np.ndarray, np.ndarray],
+    covariance_type: str,
+    what: str,
+    n_threads: int,
+    block_info: dict | None = None,
+) -> np.ndarray:
+    """Per-row E-step output of one chunk: ``what`` is 'logprob', 'label' or 'resp'."""
+    block = _as_kernel_block(block)
+    flat = int(_first_nonfinite(block))
+    if flat >= 0:
+        row, col = divmod(flat, block.shape[1])
+        try:
+            row += int(block_info[0]["array-location"][0][0])
+        except (TypeError, KeyError, ValueError):
+            pass  # unknown chunk sizes: report the row within the chunk
+        raise ValueError(
+            f"Input X contains a non-finite value at row {row}, column {col}. Remove or impute "
+            "NaN and inf values before calling fastem."
+        )
+    n = block.shape[0]
+    outputs = {"logprob": _NO_F64, "label": _NO_I64, "resp": _NO_RESP}
+    if what == "logprob":
+        outputs["logprob"] = np.empty(n)
+    elif what == "label":
+        outputs["label"] = np.empty(n, dtype=np.int64)
+    else:
+        outputs["resp"] = np.empty((n, packed[1].shape[0]))
+    with thread_limit(n_threads):
+        accumulate_chunk(
+            block, None, packed, None, 0, COV_CODES[covariance_type],
+            outputs["logprob"], outputs["label"], outputs["resp"],
+        )  # fmt: skip
+    return outputs[what]
+
+
+# ---------------------------------------------------------------------- client side
+
+
+def _current_client(X: da.Array):
+    """The distributed client that will run the graph, or None for the local scheduler.
+
+    A collection persisted on a cluster belongs to that cluster's client; otherwise
+    the current/default client is used, unless ``dask.config`` names a local scheduler.
+    """
+    try:
+        from distributed import default_client, futures_of
+    except ImportError:  # dask without distributed: local scheduler only
+        return None
+    futures = futures_of(X)
+    if futures:
+        client = futures[0].client
+        if client is None or client.status in ("closing", "closed"):
+            raise ClusterError(
+                "X was persisted on a Dask cluster that is no longer running (its client is "
+                "closed): its chunks are gone. Start a cluster, load or persist X again, and refit."
+            )
+        return client
+    scheduler = dask.config.get("scheduler", None)
+    if isinstance(scheduler, str) and scheduler in _LOCAL_SCHEDULERS:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
+
+
+def _check_workers(client) -> None:
+    """Fail early and clearly when a worker cannot import fastem.
+
+    A task that references a module the worker cannot import breaks the worker's
+    connection to the scheduler, and the computation then waits forever; so every
+    worker is asked first, with a standard-library function that needs no fastem.
+    """
+    try:
+        versions = client.run(pkgutil.resolve_name, "fastem:__version__", on_error="return")
+    except Exception as exc:
+        raise _cluster_error(client, exc) from exc
+    broken = {addr: v for addr, v in versions.items() if isinstance(v, BaseException)}
+    if broken:
+        addr, err = next(iter(broken.items()))
+        raise ImportError(
+            f"fastem cannot be imported on {len(broken)} of {len(versions)} Dask workers "
+            f"(e.g. {addr}: {type(err).__name__}: {err}). Install fastem on every worker, in the "
+            f'same version as the client ({__version__}): pip install "fastem=={__version__}", '
+            "or add it to the workers' image/environment."
+        )
+    other = {addr: v for addr, v in versions.items() if v != __version__}
+    if other:
+        addr, version = next(iter(other.items()))
+        warnings.warn(
+            f"Dask worker {addr} runs fastem {version}, the client runs {__version__}: install "
+            "the same version everywhere.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+def _cluster_error(client, exc: BaseException) -> ClusterError:
+    where = getattr(client, "scheduler", None)
+    address = getattr(where, "address", None) or "unknown address"
+    return ClusterError(
+        f"The Dask cluster (scheduler {address}) went away or became unreachable during the "
+        f"fit ({type(exc).__name__}: {exc}). The estimator was left unchanged; restart the "
+        "cluster (and reload or re-persist the data) and fit again."
+    )
+
+
+def _compute(client, obj):
+    """Compute a Delayed on ``client`` (or the local scheduler), translating cluster loss."""
+    try:
+        if client is None:
+            (result,) = dask.compute(obj)
+            return result
+        return client.compute(obj).result()
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] == "fastem" or "fastem" in str(exc):
+            raise ImportError(
+                f"A Dask worker cannot import fastem ({exc}). Install fastem on every worker, in "
+                f'the same version as the client: pip install "fastem=={__version__}".'
+            ) from exc
+        raise
+    except Exception as exc:
+        # a task's own error (bad file, ...) passes through; a lost cluster gets a clear message
+        if client is not None and (client.status != "running" or isinstance(exc, CancelledError)):
+            raise _cluster_error(client, exc) from exc
+        raise
+
+
+def _as_dask_array(X, *, lengths: bool) -> tuple[da.Array, Any]:
+    """(2-D dask array with one column chunk, feature names) from a Dask array or DataFrame."""
+    # a dask DataFrame's ``_meta`` is an empty pandas frame: scikit-learn's own rules apply
+    names = _get_feature_names(X._meta) if hasattr(X, "columns") else None
+    if hasattr(X, "to_dask_array") and hasattr(X, "columns"):
+        X = X.to_dask_array(lengths=lengths)
+    if not isinstance(X, da.Array):
+        raise TypeError(
+            f"fastem accepts dask.array.Array and dask.dataframe.DataFrame, not {type(X).__name__}. "
+            "Convert it with .to_dask_array(lengths=True)."
+        )
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected a 2D array, got a {X.ndim}D dask array instead. Reshape your data, e.g. with "
+            "X.reshape(-1, 1) for a single feature."
+        )
+    if not (np.issubdtype(X.dtype, np.number) or X.dtype == np.bool_) or np.issubdtype(
+        X.dtype, np.complexfloating
+    ):
+        raise ValueError(f"X has dtype {X.dtype}: fastem needs real numbers (float32 or float64).")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    if X.numblocks[1] > 1:
+        X = X.rechunk({1: -1})  # a task needs whole rows
+    return X, names
+
+
+def _with_known_chunks(X: da.Array, client) -> da.Array:
+    """``X`` with known row-chunk sizes (computed on the workers if needed; only lengths move)."""
+    if not any(np.isnan(c) for c in X.chunks[0]):
+        return X
+    blocks = X.to_delayed().ravel() if X.ndim == 1 else X.to_delayed()[:, 0]
+    lengths = _compute(client, dask.delayed(list)([dask.delayed(len)(b) for b in blocks]))
+    chunks = (tuple(int(n) for n in lengths), *X.chunks[1:])
+    return da.Array(X.dask, X.name, chunks, meta=X._meta)
+
+
+def _aligned_weights(sample_weight, X: da.Array, client) -> da.Array | None:
+    """Per-sample weights as a float64 dask array chunked like the rows of ``X``."""
+    if sample_weight is None:
+        return None
+    if hasattr(sample_weight, "to_dask_array"):  # a dask Series
+        sample_weight = sample_weight.to_dask_array(lengths=True)
+    if isinstance(sample_weight, da.Array):
+        sw = sample_weight
+        if sw.ndim == 1:
+            sw = _with_known_chunks(sw, client)
+    else:
+        sw = np.asarray(sample_weight, dtype=np.float64)
+        if sw.ndim == 0:
+            sw = np.full(X.shape[0], float(sw))
+    if sw.ndim != 1 or sw.shape[0] != X.shape[0]:
+        raise ValueError(
+            f"sample_weight has shape {sw.shape}, but X has {X.shape[0]} samples: pass one weight per sample."
+        )
+    if not isinstance(sw, da.Array):
+        sw = da.from_array(sw, chunks=(X.chunks[0],))
+        if client is not None:
+            # sent once and held on the workers (while the executor holds this array)
+            return client.persist(sw)
+        return sw
+    if sw.chunks[0] != X.chunks[0]:
+        sw = sw.rechunk((X.chunks[0],))
+    return sw.astype(np.float64)
+
+
+def _tree_merge(parts: list):
+    """Pairwise merge of Delayed statistics in a fixed tree (chunk order), not completion order."""
+    merge = dask.delayed(_merge_pair, pure=True)
+    while len(parts) > 1:
+        paired = [merge(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+        if len(parts) % 2:
+            paired.append(parts[-1])
+        parts = paired
+    return parts[0]
+
+
+def _params_node(packed: tuple) -> Any:
+    """The parameters as one graph key: shipped once per iteration, shared by all tasks."""
+    return dask.delayed(packed, name="fastem-params-" + tokenize(*packed), traverse=False)
+
+
+def _task_threads(n_jobs: int | None) -> int:
+    return 1 if n_jobs is None else int(n_jobs)
+
+
+class DaskExecutor:
+    """Runs E-steps as Dask tasks, one per row chunk; only statistics come back.
+
+    Parameters
+    ----------
+    X : dask.array.Array of shape (n_samples, n_features)
+        Known row-chunk sizes and a single column chunk.
+    sample_weight : dask.array.Array of shape (n_samples,) or None
+        Weights chunked like the rows of ``X``.
+    client : distributed.Client or None
+        Where to compute; None uses the local Dask scheduler.
+    n_threads : int, default=1
+        numba threads per task.
+    """
+
+    def __init__(self, X: da.Array, sample_weight: da.Array | None, client, n_threads: int = 1):
+        self.X = X
+        self.sample_weight = sample_weight  # holding it keeps persisted weights alive
+        self.client = client
+        self.n_threads = n_threads
+        self.blocks = list(X.to_delayed().ravel())
+        self.sample_weight_blocks = (
+            [None] * len(self.blocks) if sample_weight is None else list(sample_weight.to_delayed().ravel())
+        )
+        self.offsets = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X.shape[1])
+
+    def graph(self, params: GaussianParams):
+        """The Delayed :class:`SufficientStats` of one pass (not computed)."""
+        packed = _params_node(params.packed())
+        task = dask.delayed(_block_stats, pure=True)
+        parts = [
+            task(block, sw, packed, params.covariance_type, int(offset), self.n_threads)
+            for block, sw, offset in zip(self.blocks, self.sample_weight_blocks, self.offsets, strict=False)
+        ]
+        return _tree_merge(parts)
+
+    def accumulate(self, params: GaussianParams) -> SufficientStats:
+        """One fused E-step + moment pass over all chunks, on the cluster."""
+        return _compute(self.client, self.graph(params))
+
+
+def _survey(executor: DaskExecutor, sample_rows: np.ndarray | None) -> list[dict]:
+    """One pass over the chunks: validation results and the sampled rows, per chunk."""
+    offsets = executor.offsets
+    survey = dask.delayed(_survey_block, pure=True)
+    tasks = []
+    for b, (block, sw) in enumerate(zip(executor.blocks, executor.sample_weight_blocks, strict=True)):
+        if sample_rows is None:
+            rows = np.empty(0, dtype=np.int64)
+        else:
+            lo, hi = np.searchsorted(sample_rows, offsets[b : b + 2])
+            rows = sample_rows[lo:hi] - offsets[b]
+        tasks.append(survey(block, sw, rows))
+    return _compute(executor.client, dask.delayed(list)(tasks))
+
+
+def _raise_on_bad_survey(results: list[dict], offsets: np.ndarray, weighted: bool) -> None:
+    for b, res in enumerate(results):
+        if res["first_nonfinite"] >= 0:
+            row, col = divmod(res["first_nonfinite"], res["rows"].shape[1])
+            kind = "NaN" if np.isnan(res["bad_value"]) else "infinity"
+            raise ValueError(
+                f"Input X contains {kind} at row {row + int(offsets[b])}, column {col} (the first "
+                "non-finite value). Remove or impute NaN and inf values before calling fastem."
+            )
+    if not weighted:
+        return
+    if any(res["sw_n"] != res["n_rows"] for res in results):
+        raise ValueError("sample_weight and X have different chunk lengths: pass one weight per sample.")
+    if sum(res["sw_nonfinite"] for res in results):
+        raise ValueError("sample_weight contains NaN or infinity.")
+    if sum(res["sw_negative"] for res in results):
+        raise ValueError("sample_weight contains negative values: weights must be >= 0.")
+    if not sum(res["sw_sum"] for res in results) > 0:
+        raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
+
+
+def plan_fit(estimator, X, sample_weight) -> FitPlan:
+    """Validate a Dask collection and plan a fit on it (called by ``GaussianMixture.fit``).
+
+    Parameters
+    ----------
+    estimator : GaussianMixture
+        The estimator being fitted; read, not modified.
+    X : dask.array.Array or dask.dataframe.DataFrame of shape (n_samples, n_features)
+        Training data, chunked by rows.
+    sample_weight : array-like or dask.array.Array of shape (n_samples,) or None
+        Per-sample weights; a NumPy array is sent to the workers once.
+
+    Returns
+    -------
+    plan : FitPlan
+        A :class:`DaskExecutor` and a sample of rows for initialisation.
+
+    Raises
+    ------
+    ValueError
+        Invalid data or weights (checked on the workers in one pass).
+    ImportError
+        A worker cannot import fastem.
+    ClusterError
+        The cluster is gone.
+    """
+    X, names = _as_dask_array(X, lengths=True)
+    n_features = int(X.shape[1])
+    # hyper-parameters first: a typo should not cost a pass over the data
+    estimator._check_parameters(n_features)
+    client = _current_client(X)
+    if client is not None:
+        _check_workers(client)
+    X = _with_known_chunks(X, client)
+    n_samples = int(X.shape[0])
+    if n_samples < 2:
+        raise ValueError(f"Found array with {n_samples} sample(s) while a minimum of 2 is required.")
+    sw = _aligned_weights(sample_weight, X, client)
+    executor = DaskExecutor(X, sw, client, _task_threads(estimator.n_jobs))
+
+    # a sample is drawn even for warm starts and explicit *_init arrays: fit checks its size
+    m = sample_size(n_samples, estimator.n_components, getattr(estimator, "init_sample_size", None))
+    if m >= n_samples:
+        sample_rows = np.arange(n_samples, dtype=np.int64)  # all rows: same init as in memory
+    else:
+        seed = check_random_state(estimator.random_state).randint(np.iinfo(np.int32).max)
+        sample_rows = np.sort(np.random.default_rng(seed).choice(n_samples, size=m, replace=False))
+    results = _survey(executor, sample_rows)
+    _raise_on_bad_survey(results, executor.offsets, sw is not None)
+    init_X = np.ascontiguousarray(np.concatenate([res["rows"] for res in results]))
+    init_sw = None
+    if sw is not None:
+        init_sw = np.ascontiguousarray(np.concatenate([res["sw_rows"] for res in results]))
+        if init_X.shape[0] and not init_sw.sum() > 0:
+            init_sw = None  # every sampled row has weight 0: initialise unweighted
+    return FitPlan(executor, init_X, init_sw, n_samples, n_features, names)
+
+
+def _store_npy(arr: da.Array, out: str | os.PathLike, client) -> np.ndarray:
+    """Compute ``arr`` into the ``.npy`` file ``out`` (atomically) and return it memory-mapped.
+
+    Chunks are computed a few at a time (as many as the cluster has threads) and
+    written as they arrive, so the client holds only that many chunks.
+    """
+    arr = _with_known_chunks(arr, client)
+    path = Path(out)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    blocks = list(arr.to_delayed().ravel())
+    offsets = np.concatenate([[0], np.cumsum(arr.chunks[0])]).astype(np.int64)
+    batch = 4
+    if client is not None:
+        batch = max(1, sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()))
+    try:
+        target = np.lib.format.open_memmap(tmp, mode="w+", dtype=arr.dtype, shape=arr.shape)
+        for start in range(0, len(blocks), batch):
+            done = _compute(client, dask.delayed(list)(blocks[start : start + batch]))
+            for b, values in enumerate(done, start):
+                target[offsets[b] : offsets[b + 1]] = values
+        target.flush()
+        del target
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return np.load(path, mmap_mode="r")
+
+
+def score(
+    estimator,
+    X,
+    *,
+    logprob: bool = False,
+    label: bool = False,
+    resp: bool = False,
+    out: str | os.PathLike | None = None,
+) -> dict:
+    """Lazy per-row E-step outputs on a Dask collection (called by ``GaussianMixture._score``).
+
+    Parameters
+    ----------
+    estimator : GaussianMixture
+        A fitted estimator.
+    X : dask.array.Array or dask.dataframe.DataFrame of shape (n_samples, n_features)
+    logprob, label, resp : bool
+        Which outputs to build.
+    out : str or PathLike, default=None
+        Compute the (single) requested output into this ``.npy`` file on the
+        client, chunk by chunk, and return it as a read-only memory map.
+
+    Returns
+    -------
+    outputs : dict
+        ``"logprob"`` (n_samples,) float64, ``"label"`` (n_samples,) int64 and
+        ``"resp"`` (n_samples, n_components) float64 as lazy ``dask.array.Array``
+        for the requested keys (memory maps with ``out``), None for the others.
+    """
+    _check_feature_names(estimator, X._meta if hasattr(X, "columns") else X, reset=False)
+    X, _ = _as_dask_array(X, lengths=False)
+    if X.shape[1] != estimator.n_features_in_:
+        raise ValueError(
+            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
+            f"{estimator.n_features_in_} features as input."
+        )
+    client = _current_client(X)
+    if client is not None:
+        _check_workers(client)
+    params = estimator._params()
+    packed = _params_node(params.packed())
+    kind, threads = params.covariance_type, _task_threads(estimator.n_jobs)
+    outputs: dict[str, Any] = {"logprob": None, "label": None, "resp": None}
+    if logprob:
+        outputs["logprob"] = X.map_blocks(
+            _block_score, packed, kind, "logprob", threads, drop_axis=1, dtype=np.float64,
+            meta=np.empty(0),
+        )  # fmt: skip
+    if label:
+        outputs["label"] = X.map_blocks(
+            _block_score, packed, kind, "label", threads, drop_axis=1, dtype=np.int64,
+            meta=np.empty(0, dtype=np.int64),
+        )  # fmt: skip
+    if resp:
+        outputs["resp"] = X.map_blocks(
+            _block_score, packed, kind, "resp", threads, chunks=(X.chunks[0], (params.n_components,)),
+            dtype=np.float64, meta=np.empty((0, 0)),
+        )  # fmt: skip
+    if out is not None:
+        requested = [key for key, value in outputs.items() if value is not None]
+        if len(requested) != 1:
+            raise ValueError("'out' takes exactly one output (logprob, label or resp).")
+        outputs[requested[0]] = _store_npy(outputs[requested[0]], out, client)
+    return outputs

@@ -1,0 +1,315 @@
+"""fastem on Dask: a real LocalCluster (2 worker processes, 1 thread each), data read on the workers."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import sys
+import threading
+
+import dask
+import dask.array as da
+import dask.dataframe as dd
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import make_mixture
+from distributed import Client, LocalCluster
+from numpy.testing import assert_allclose, assert_array_equal
+
+import fastem.dask as fdask
+from fastem import GaussianMixture
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+RTOL = 1e-12
+FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
+
+
+def _assert_same_fit(got, expected, rtol=RTOL):
+    for name in FITTED:
+        a, b = getattr(got, name), getattr(expected, name)
+        assert_allclose(a, b, rtol=rtol, atol=rtol * np.abs(b).max(), err_msg=name)
+    assert_allclose(got.lower_bounds_, expected.lower_bounds_, rtol=rtol)
+    assert got.n_iter_ == expected.n_iter_
+
+
+def _state(gm) -> dict:
+    return {name: np.copy(getattr(gm, name)) for name in FITTED} | {"n_iter_": gm.n_iter_}
+
+
+def _assert_state(gm, state):
+    for name, value in state.items():
+        assert_array_equal(getattr(gm, name), value, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def client():
+    # compile (or load from the on-disk cache) in this process first, so that the
+    # spawned workers find every kernel in the cache instead of compiling twice
+    X, _ = make_mixture(300)
+    for kind in ("full", "tied", "diag", "spherical"):
+        GaussianMixture(2, covariance_type=kind, max_iter=2, random_state=0).fit(X).predict_proba(X)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster) as c,
+    ):
+        yield c
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """3000 x 3 mixture in Zarr, 5 row chunks of 700 (the last one short)."""
+    X, _ = make_mixture(3000, seed=5)
+    path = str(tmp_path_factory.mktemp("zarr") / "small.zarr")
+    da.from_array(X, chunks=(700, 3)).to_zarr(path)
+    return X, path
+
+
+@pytest.fixture(scope="module")
+def large(tmp_path_factory):
+    """40000 x 3 in Zarr: more rows than the initialisation sample."""
+    X, _ = make_mixture(40_000, seed=11)
+    path = str(tmp_path_factory.mktemp("zarr") / "large.zarr")
+    da.from_array(X, chunks=(6000, 3)).to_zarr(path)
+    return X, path
+
+
+@pytest.mark.parametrize("kind", ["full", "tied", "diag", "spherical"])
+def test_fit_from_zarr_equals_in_memory(client, small, kind):
+    X, path = small
+    kw = dict(covariance_type=kind, random_state=0, tol=0, max_iter=25)
+    got = GaussianMixture(3, **kw).fit(da.from_zarr(path))
+    _assert_same_fit(got, GaussianMixture(3, **kw).fit(X))
+    assert got.n_features_in_ == 3 and not hasattr(got, "feature_names_in_")
+
+
+def test_parquet_dataframe_and_sample_weight(client, small, tmp_path):
+    X, _ = small
+    df = pd.DataFrame(X, columns=["a", "b", "c"])
+    dd.from_pandas(df, npartitions=4).to_parquet(tmp_path / "x.parquet")
+    weights = np.random.default_rng(0).uniform(0.1, 2.0, len(X))
+    kw = dict(random_state=0, tol=0, max_iter=15)
+    expected = GaussianMixture(3, **kw).fit(X, sample_weight=weights)
+
+    arr = dd.read_parquet(tmp_path / "x.parquet").to_dask_array(lengths=True)
+    _assert_same_fit(GaussianMixture(3, **kw).fit(arr, sample_weight=weights), expected)
+    # weights as a dask array with other chunks, and rows with unknown chunk sizes
+    lazy = dd.read_parquet(tmp_path / "x.parquet").to_dask_array()
+    assert np.isnan(lazy.chunks[0][0])
+    got = GaussianMixture(3, **kw).fit(lazy, sample_weight=da.from_array(weights, chunks=1111))
+    _assert_same_fit(got, expected)
+    # a dask DataFrame keeps its column names
+    by_df = GaussianMixture(3, **kw).fit(dd.read_parquet(tmp_path / "x.parquet"), sample_weight=weights)
+    _assert_same_fit(by_df, expected)
+    assert list(by_df.feature_names_in_) == ["a", "b", "c"]
+
+
+def test_large_data_initialises_from_a_worker_side_sample(client, large, monkeypatch):
+    X, path = large
+    Xd = da.from_zarr(path)
+    S = dict(init_sample_size=10_000)
+    plan = GaussianMixture(4, random_state=0, **S)._plan_fit(Xd, None)
+    assert plan.n_samples == 40_000 and plan.init_X.shape == (10_000, 3)
+    rows = {r.tobytes() for r in X}
+    assert all(r.tobytes() in rows for r in plan.init_X)  # real rows, gathered in row order
+    # reproducible from random_state, whatever the chunking
+    other = GaussianMixture(4, random_state=0, **S)._plan_fit(Xd.rechunk(2500), None)
+    assert_array_equal(other.init_X, plan.init_X)
+    assert not np.array_equal(GaussianMixture(4, random_state=1, **S)._plan_fit(Xd, None).init_X, plan.init_X)
+
+    # the client never materialises X: only statistics and the sample come back
+    def forbidden(*args, **kwargs):
+        raise AssertionError("X was computed on the client")
+
+    monkeypatch.setattr(da.Array, "__array__", forbidden)
+    monkeypatch.setattr(da.Array, "compute", forbidden)
+    init = GaussianMixture(4, random_state=0, max_iter=0, **S).fit(Xd)
+    again = GaussianMixture(4, random_state=0, max_iter=0, **S).fit(Xd)
+    _assert_same_fit(again, init, rtol=0)
+    kw = dict(
+        tol=0, max_iter=20, weights_init=init.weights_, means_init=init.means_,
+        precisions_init=init.precisions_,
+    )  # fmt: skip
+    got = GaussianMixture(4, **kw).fit(Xd)
+    monkeypatch.undo()
+    _assert_same_fit(got, GaussianMixture(4, **kw).fit(X))
+    # the full fit from random_state equals the in-memory fit from the sample's initialisation
+    _assert_same_fit(GaussianMixture(4, random_state=0, tol=0, max_iter=20, **S).fit(Xd), got)
+    # with the default init_sample_size (100000) all 40000 rows are the sample: as in memory
+    kw = dict(random_state=0, tol=0, max_iter=10)
+    _assert_same_fit(GaussianMixture(4, **kw).fit(Xd), GaussianMixture(4, **kw).fit(X))
+
+
+def test_graph_ships_parameters_once_and_no_data(client, large):
+    X, path = large
+    gm = GaussianMixture(3, covariance_type="full", random_state=0, max_iter=1).fit(X)
+    plan = gm._plan_fit(da.from_zarr(path), None)
+    graph = dict(plan.executor.graph(gm._params()).__dask_graph__())
+    params_keys = [k for k in graph if str(k).startswith("fastem-params-")]
+    assert len(params_keys) == 1
+    # 7 chunks -> 7 block tasks + 6 pairwise merges, plus the Zarr reads
+    assert sum(1 for k in graph if "_block_stats" in str(k)) == 7
+    assert sum(1 for k in graph if "_merge_pair" in str(k)) == 6
+    assert len(pickle.dumps(graph)) < X.nbytes / 10  # the data are not in the graph
+
+
+def test_predict_score_are_lazy_and_equal_in_memory(client, small, tmp_path):
+    X, path = small
+    Xd = da.from_zarr(path)
+    gm = GaussianMixture(3, random_state=0).fit(Xd)
+    ref = GaussianMixture(3, random_state=0).fit(X)
+    for method, rtol in (("predict", 0), ("predict_proba", 1e-12), ("score_samples", 1e-12)):
+        lazy = getattr(gm, method)(Xd)
+        assert isinstance(lazy, da.Array)
+        assert_allclose(lazy.compute(), getattr(ref, method)(X), rtol=rtol, atol=1e-15, err_msg=method)
+    assert isinstance(gm.score(Xd), float)
+    assert_allclose(gm.score(Xd), ref.score(X), rtol=1e-12)
+    assert_array_equal(GaussianMixture(3, random_state=0).fit_predict(Xd).compute(), ref.predict(X))
+    saved = gm.predict_proba(Xd, out=tmp_path / "resp.npy")
+    assert_allclose(np.load(tmp_path / "resp.npy"), ref.predict_proba(X), rtol=1e-12, atol=1e-15)
+    assert isinstance(saved, np.ndarray)
+    with pytest.raises(ValueError, match="X has 2 features, but GaussianMixture is expecting 3"):
+        gm.predict(Xd[:, :2])
+
+
+def test_local_scheduler_without_a_client(small):
+    X, path = small
+    with dask.config.set(scheduler="threads"):
+        Xd = da.from_zarr(path)
+        assert fdask._current_client(Xd) is None
+        got = GaussianMixture(3, covariance_type="diag", random_state=0, tol=0, max_iter=10).fit(Xd)
+        labels = got.predict(Xd).compute()
+    ref = GaussianMixture(3, covariance_type="diag", random_state=0, tol=0, max_iter=10).fit(X)
+    _assert_same_fit(got, ref)
+    assert_array_equal(labels, ref.predict(X))
+
+
+def test_worker_killed_mid_fit_gives_the_same_result(client, small, tmp_path):
+    X, path = small
+    counter = str(tmp_path / "calls")
+    open(counter, "w").close()
+
+    def die_once(block, block_info=None):
+        # first chunk, third read (survey, iteration 1, iteration 2): kill this worker process
+        if block_info[0]["chunk-location"][0] == 0:
+            with open(counter, "a") as f:
+                f.write("x")
+            if os.path.getsize(counter) == 3:
+                os.kill(os.getpid(), 9)
+        return block
+
+    kw = dict(covariance_type="full", random_state=0, tol=0, max_iter=8)
+    workers_before = set(client.scheduler_info()["workers"])
+    disturbed = GaussianMixture(3, **kw).fit(da.from_zarr(path).map_blocks(die_once, dtype=X.dtype))
+    assert os.path.getsize(counter) >= 4  # the killed read was redone
+    client.wait_for_workers(2, timeout=60)
+    assert set(client.scheduler_info()["workers"]) != workers_before  # the nanny replaced the worker
+    calm = GaussianMixture(3, **kw).fit(da.from_zarr(path))
+    _assert_same_fit(disturbed, calm, rtol=0)  # fixed merge tree: bit-identical
+    _assert_same_fit(disturbed, GaussianMixture(3, **kw).fit(X))
+
+
+def _hide_fastem():
+    for name in [m for m in sys.modules if m == "fastem" or m.startswith("fastem.")]:
+        del sys.modules[name]
+    sys.modules["fastem"] = None  # import fastem -> ModuleNotFoundError
+
+
+def _unhide_fastem():
+    if sys.modules.get("fastem", 0) is None:
+        del sys.modules["fastem"]
+
+
+def test_worker_without_fastem_gives_a_clear_error(client, small):
+    X, path = small
+    gm = GaussianMixture(3, random_state=0, max_iter=5).fit(X)
+    before = _state(gm)
+    client.run(_hide_fastem)
+    try:
+        with pytest.raises(ImportError, match="Install fastem on every worker"):
+            gm.fit(da.from_zarr(path))
+        with pytest.raises(ImportError, match="cannot be imported on 2 of 2 Dask workers"):
+            gm.predict(da.from_zarr(path))
+    finally:
+        client.run(_unhide_fastem)
+    _assert_state(gm, before)
+
+
+def test_task_failing_to_import_fastem_is_translated():
+    def task():
+        raise ModuleNotFoundError("No module named 'fastem'", name="fastem")
+
+    with pytest.raises(ImportError, match="Install fastem on every worker") as info:
+        fdask._compute(None, dask.delayed(task)())
+    assert isinstance(info.value.__cause__, ModuleNotFoundError)
+
+
+def test_cluster_going_away_gives_a_clear_error(small, monkeypatch):
+    X, path = small
+    gm = GaussianMixture(3, random_state=0, max_iter=5).fit(X)
+    before = _state(gm)
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    own = Client(cluster, set_as_default=False)
+    try:
+        Xd = own.persist(da.from_zarr(path))  # the chunks live on this cluster only
+        original = fdask.DaskExecutor.accumulate
+        calls = []
+
+        def accumulate(self, params):
+            calls.append(1)
+            if len(calls) == 2:  # the cluster dies during the second iteration
+                threading.Thread(target=cluster.close).start()
+            return original(self, params)
+
+        monkeypatch.setattr(fdask.DaskExecutor, "accumulate", accumulate)
+        with pytest.raises(fdask.ClusterError, match="went away"):
+            gm.set_params(max_iter=50, tol=0).fit(Xd)
+        _assert_state(gm, before)
+        cluster.close()
+        with pytest.raises(fdask.ClusterError, match="no longer running"):
+            gm.fit(Xd)
+        _assert_state(gm, before)
+    finally:
+        own.close()
+        cluster.close()
+
+
+def test_bad_dask_input_is_rejected_before_fitting(client, small):
+    X, _ = small
+    gm = GaussianMixture(3, random_state=0, max_iter=5).fit(X)
+    before = _state(gm)
+    bad = X.copy()
+    bad[2345, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN at row 2345, column 1"):
+        gm.fit(da.from_array(bad, chunks=700))
+    with pytest.raises(ValueError, match="negative"):
+        gm.fit(da.from_array(X, chunks=700), sample_weight=-np.ones(len(X)))
+    with pytest.raises(ValueError, match="one weight per sample"):
+        gm.fit(da.from_array(X, chunks=700), sample_weight=np.ones(5))
+    with pytest.raises(ValueError, match="Expected a 2D array"):
+        gm.fit(da.from_array(X[:, 0], chunks=700))
+    with pytest.raises(ValueError, match="n_components"):
+        GaussianMixture(0).fit(da.from_array(X, chunks=700))
+    with pytest.raises(TypeError, match="online"):
+        gm.fit(da.from_array(X, chunks=700), algorithm="online")
+    with pytest.raises(TypeError, match="checkpoints are not supported"):
+        gm.fit(da.from_array(X, chunks=700), checkpoint="unused.ckpt")
+    _assert_state(gm, before)
+
+
+def test_missing_dask_extra_names_it():
+    code = (
+        "import sys\n"
+        "sys.modules['dask'] = None\n"
+        "sys.modules['distributed'] = None\n"
+        "from fastem import GaussianMixture\n"
+        "Fake = type('Array', (), {'__module__': 'dask.array.core'})\n"
+        "try:\n"
+        "    GaussianMixture(2).fit(Fake())\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert 'pip install "fastem[dask]"' in out.stdout, out.stdout + out.stderr
