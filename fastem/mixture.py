@@ -7,11 +7,16 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.base import BaseEstimator, DensityMixin
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_array, check_random_state
-from sklearn.utils.validation import _check_feature_names, _get_feature_names, check_is_fitted
 
+from ._base import (
+    EstimatorBase,
+    as_float_array,
+    check_feature_names,
+    check_is_fitted,
+    check_random_state,
+    convergence_warning,
+    feature_names,
+)
 from ._em import fit_restarts
 from ._executor import ArrayExecutor, FitPlan
 from ._init import initial_params
@@ -29,7 +34,8 @@ INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
 def _check_finite(X: np.ndarray, name: str = "X") -> None:
     """Raise a ValueError naming the first NaN/inf (row, column), without temporaries."""
-    flat = _first_nonfinite(X)
+    with thread_limit(None, X.shape[0]):
+        flat = _first_nonfinite(X)
     if flat >= 0:
         row, col = divmod(int(flat), X.shape[1])
         value = X[row, col]
@@ -67,7 +73,7 @@ def _check_number(name, value, kind, low, *, strict=False, allow_none=False) -> 
         raise ValueError(f"Invalid value for '{name}': {value!r}. It must be {what} {sign} {low}.")
 
 
-class GaussianMixture(DensityMixin, BaseEstimator):
+class GaussianMixture(EstimatorBase):
     """Gaussian mixture model fitted by Expectation-Maximization, with fused numba kernels.
 
     Drop-in replacement for :class:`sklearn.mixture.GaussianMixture` (same
@@ -115,6 +121,19 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         Iterations between progress messages.
     n_jobs : int or None, default=None
         Number of threads for the kernels; None uses all cores, -1 all, -2 all but one.
+    init_sample_size : int, default=100_000
+        When fitting on a data source (see :mod:`fastem.sources`), the
+        initialisation runs on a uniform reservoir sample of at most this many
+        rows, drawn in one pass and reproducible from ``random_state``. A
+        source with at most this many rows is initialised exactly like the
+        same data in memory.
+    batch_size : int, default=65_536
+        Rows per mini-batch of ``fit(..., algorithm="online")``.
+    learning_decay : float, default=0.6
+        kappa in (0.5, 1] of the online step size eta_t = (t + learning_offset) ** -kappa
+        (:meth:`partial_fit` and ``algorithm="online"``); larger forgets old batches faster.
+    learning_offset : float, default=2.0
+        t0 >= 0 of the online step size; larger damps the first updates.
 
     Attributes
     ----------
@@ -131,6 +150,8 @@ class GaussianMixture(DensityMixin, BaseEstimator):
     lower_bounds_ : list of float
         Mean log-likelihood at every iteration of the best run; non-decreasing.
     n_features_in_ : int
+    n_steps_ : int
+        Online updates made so far (:meth:`partial_fit`, ``algorithm="online"``).
 
     Examples
     --------
@@ -160,6 +181,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         verbose: int = 0,
         verbose_interval: int = 10,
         n_jobs: int | None = None,
+        init_sample_size: int = 100_000,
+        batch_size: int = 65_536,
+        learning_decay: float = 0.6,
+        learning_offset: float = 2.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -176,6 +201,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.n_jobs = n_jobs
+        self.init_sample_size = init_sample_size
+        self.batch_size = batch_size
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     # ------------------------------------------------------------------ validation
     def _check_parameters(self, n_features: int) -> dict:
@@ -201,6 +230,18 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             raise ValueError(
                 f"Invalid value for 'n_jobs': {self.n_jobs!r}. Use None (all cores), a positive "
                 "thread count, or a negative count (-1 = all cores)."
+            )
+        _check_number("init_sample_size", self.init_sample_size, Integral, 1)
+        _check_number("batch_size", self.batch_size, Integral, 1)
+        _check_number("learning_offset", self.learning_offset, Real, 0.0)
+        if not (
+            isinstance(self.learning_decay, Real)
+            and not isinstance(self.learning_decay, bool)
+            and 0.5 < self.learning_decay <= 1.0
+        ):
+            raise ValueError(
+                f"Invalid value for 'learning_decay': {self.learning_decay!r}. It must be a real "
+                "number in (0.5, 1]."
             )
         K, D, kind = self.n_components, n_features, self.covariance_type
         out = {"weights_init": None, "means_init": None, "precisions_init": None}
@@ -248,14 +289,7 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return arr
 
     def _validate_X(self, X, *, fitting: bool) -> np.ndarray:
-        X = check_array(
-            X,
-            dtype=[np.float64, np.float32],
-            order="C",
-            ensure_all_finite=False,
-            ensure_min_samples=2 if fitting else 1,
-            estimator=self,
-        )
+        X = as_float_array(X, ensure_min_samples=2 if fitting else 1, estimator=self)
         if not fitting:
             if X.shape[1] != self.n_features_in_:
                 raise ValueError(
@@ -286,21 +320,51 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         return np.ascontiguousarray(sw)
 
     # ------------------------------------------------------------------ fitting
-    def fit(self, X, y=None, sample_weight=None) -> GaussianMixture:
+    def fit(
+        self,
+        X,
+        y=None,
+        sample_weight=None,
+        *,
+        algorithm: str = "batch",
+        checkpoint: str | os.PathLike | None = None,
+        n_passes: int = 1,
+    ) -> GaussianMixture:
         """Estimate the model parameters with the EM algorithm.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
-            Training data; float32 data is used as-is (statistics accumulate in float64).
+        X : array-like of shape (n_samples, n_features), or a data source
+            Training data; float32 data is used as-is (statistics accumulate in
+            float64). A data source (a :mod:`fastem.sources` object, a path with
+            a known suffix, or a callable returning an iterator of chunks) is
+            streamed: each EM iteration is one sequential pass over it, with
+            memory that does not grow with the data, and the same result as the
+            in-memory fit (bitwise when ``chunk_rows`` is a multiple of
+            ``BLOCK_ROWS``) from the same initialisation. Initialisation uses a
+            uniform sample of ``init_sample_size`` rows.
         y : Ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weight of each sample in the M-step and log-likelihood.
+            For a source, a 1-D array or ``np.memmap`` read chunk by chunk.
+        algorithm : {'batch', 'online'}, default='batch'
+            'batch': exact EM. 'online': ``n_passes`` passes of stepwise EM in
+            mini-batches of ``batch_size`` rows (see :meth:`partial_fit`), one
+            initialisation; ``lower_bounds_`` holds one value per pass.
+        checkpoint : str or PathLike, default=None
+            File where the state is written atomically after every pass. If it
+            exists, the fit resumes after its last complete pass and ends
+            bitwise identical to an uninterrupted fit; a checkpoint written for
+            other data or another configuration raises ``ValueError``.
+        n_passes : int, default=1
+            Passes over the data for ``algorithm='online'``.
 
         Returns
         -------
         self : GaussianMixture
         """
+        _check_choice("algorithm", algorithm, ("batch", "online"))
+        _check_number("n_passes", n_passes, Integral, 1)
         plan = self._plan_fit(X, sample_weight)
         n_samples, n_features = plan.n_samples, plan.n_features
         init_arrays = self._check_parameters(n_features)
@@ -316,10 +380,17 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 f"X has {n_features} features, but the warm-started {type(self).__name__} "
                 f"was fitted with {self.n_features_in_}."
             )
+        if plan.init_X.shape[0] < self.n_components:
+            raise ValueError(
+                f"The initialisation sample has {plan.init_X.shape[0]} rows, fewer than "
+                f"n_components = {self.n_components}: increase init_sample_size."
+            )
         random_state = check_random_state(self.random_state)
         executor = plan.executor
 
         def initialise(_: int) -> GaussianParams:
+            if hasattr(executor, "start_run"):
+                executor.start_run()
             if warm:
                 return self._params()
             return initial_params(
@@ -333,26 +404,120 @@ class GaussianMixture(DensityMixin, BaseEstimator):
                 **init_arrays,
             )
 
-        with thread_limit(self.n_jobs):
-            run = fit_restarts(
-                executor.accumulate,
-                initialise,
-                n_init=1 if warm else self.n_init,
-                tol=self.tol,
-                max_iter=self.max_iter,
-                reg_covar=self.reg_covar,
-                start_lower_bound=self.lower_bound_ if warm else -np.inf,
-                verbose=int(self.verbose),
-                verbose_interval=self.verbose_interval,
-            )
-        if not run.converged and self.max_iter > 0:
+        online_state = None
+        with thread_limit(self.n_jobs, n_samples):
+            if checkpoint is not None:
+                from . import checkpoint as ckpt
+
+                data_fp = ckpt.data_fingerprint(executor, sample_weight)
+                config_fp = ckpt.config_fingerprint(
+                    self, algorithm=algorithm, n_passes=n_passes, warm=warm,
+                    warm_params=ckpt._hash_array(self.means_) if warm else None,
+                )  # fmt: skip
+            if algorithm == "online":
+                from .online import fit_online
+
+                if checkpoint is not None:
+                    run, online_state = ckpt.fit_online_checkpointed(
+                        checkpoint, self, executor, initialise,
+                        data_fp=data_fp, config_fp=config_fp, n_passes=n_passes,
+                    )  # fmt: skip
+                else:
+                    run, online_state = fit_online(self, executor, initialise(0), n_passes=n_passes)
+            elif checkpoint is not None:
+                run = ckpt.fit_restarts_checkpointed(
+                    checkpoint, executor, initialise, random_state,
+                    covariance_type=self.covariance_type, data_fp=data_fp, config_fp=config_fp,
+                    n_init=1 if warm else self.n_init, tol=self.tol, max_iter=self.max_iter,
+                    reg_covar=self.reg_covar, start_lower_bound=self.lower_bound_ if warm else -np.inf,
+                    verbose=int(self.verbose), verbose_interval=self.verbose_interval,
+                )  # fmt: skip
+            else:
+                run = fit_restarts(
+                    executor.accumulate,
+                    initialise,
+                    n_init=1 if warm else self.n_init,
+                    tol=self.tol,
+                    max_iter=self.max_iter,
+                    reg_covar=self.reg_covar,
+                    start_lower_bound=self.lower_bound_ if warm else -np.inf,
+                    verbose=int(self.verbose),
+                    verbose_interval=self.verbose_interval,
+                )
+        if algorithm == "batch" and not run.converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
                 "parameters, or increase max_iter, tol, or check for degenerate data.",
-                ConvergenceWarning,
+                convergence_warning(),
                 stacklevel=2,
             )
         self._set_fitted(run, plan.n_features, plan.feature_names)
+        self._online_state = online_state  # None after a batch fit: partial_fit restarts its statistics
+        self.n_steps_ = 0 if online_state is None else online_state.n_steps
+        return self
+
+    def partial_fit(self, X, y=None, sample_weight=None) -> GaussianMixture:
+        """One step of online (stepwise) EM on a mini-batch.
+
+        Stepwise EM (Cappe & Moulines 2009; Liang & Klein 2009) keeps running
+        sufficient statistics per unit weight and blends in the batch's:
+        ``s <- (1 - eta_t) s + eta_t s_batch`` with ``eta_t = (t +
+        learning_offset) ** -learning_decay``, then takes the M-step (with the
+        ``reg_covar`` floor). The first call on an unfitted estimator
+        initialises from its batch (``init_params``, ``*_init``) and takes the
+        batch's statistics as they are; on an estimator fitted by ``fit`` the
+        first call continues from the fitted parameters.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            The mini-batch (at least ``n_components`` rows on the first call).
+        y : Ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : GaussianMixture
+        """
+        from .online import online_step
+
+        fitted = hasattr(self, "converged_")
+        if fitted:
+            check_feature_names(self, X)
+        X = self._validate_X(X, fitting=not fitted)
+        sw = self._validate_sample_weight(sample_weight, X.shape[0])
+        init_arrays = self._check_parameters(X.shape[1])
+        state = getattr(self, "_online_state", None) if fitted else None
+        with thread_limit(self.n_jobs, X.shape[0]):
+            if fitted:
+                params = self._params()
+                lower_bounds = list(self.lower_bounds_) if state is not None else []
+            else:
+                if X.shape[0] < self.n_components:
+                    raise ValueError(
+                        "Expected n_samples >= n_components in the first partial_fit batch but got "
+                        f"n_components = {self.n_components}, n_samples = {X.shape[0]}."
+                    )
+                params = initial_params(
+                    X, sw, n_components=self.n_components, covariance_type=self.covariance_type,
+                    init_params=self.init_params, reg_covar=self.reg_covar,
+                    random_state=check_random_state(self.random_state), **init_arrays,
+                )  # fmt: skip
+                lower_bounds = []
+            if state is not None and state.stats.covariance_type != self.covariance_type:
+                state = None
+            params, state, ll, _ = online_step(
+                params, X, sw, state, reg_covar=self.reg_covar,
+                learning_offset=self.learning_offset, learning_decay=self.learning_decay,
+            )  # fmt: skip
+        from ._em import EMRun
+
+        lower_bounds.append(ll)
+        run = EMRun(params, state.n_steps, False, ll, lower_bounds)
+        names = feature_names(X) if not fitted else getattr(self, "feature_names_in_", None)
+        self._set_fitted(run, X.shape[1], names)
+        self._online_state = state
+        self.n_steps_ = state.n_steps
         return self
 
     def _plan_fit(self, X, sample_weight) -> FitPlan:
@@ -370,9 +535,10 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             from .sources import plan_fit as plan_source_fit
 
             return plan_source_fit(self, X, sample_weight)
+        names = feature_names(X)  # before validation turns a DataFrame into an array
         X = self._validate_X(X, fitting=True)
         sw = self._validate_sample_weight(sample_weight, X.shape[0])
-        return FitPlan(ArrayExecutor(X, sw), X, sw, X.shape[0], X.shape[1], _get_feature_names(X))
+        return FitPlan(ArrayExecutor(X, sw), X, sw, X.shape[0], X.shape[1], names)
 
     def _set_fitted(self, run, n_features: int, names) -> None:
         """Publish a finished run: every attribute is assigned here, after all work."""
@@ -422,23 +588,32 @@ class GaussianMixture(DensityMixin, BaseEstimator):
             from .sources import score as score_source
 
             return score_source(self, X, **wanted)
-        _check_feature_names(self, X, reset=False)
+        check_feature_names(self, X)
         X = self._validate_X(X, fitting=False)
-        with thread_limit(self.n_jobs):
+        if wanted.get("out") is not None:  # an array written to .npy like a source's output
+            from .sources import ArraySource
+            from .sources import score as score_source
+
+            return score_source(self, ArraySource(X), **wanted)
+        wanted.pop("out", None)
+        with thread_limit(self.n_jobs, X.shape[0]):
             return ArrayExecutor(X).score(self._params(), **wanted)
 
-    def score_samples(self, X) -> np.ndarray:
+    def score_samples(self, X, *, out: str | os.PathLike | None = None) -> np.ndarray:
         """Log-likelihood log p(x) of each sample.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a data source
+        out : str or PathLike, default=None
+            Write the result to this ``.npy`` file (atomically, with memory
+            bounded by one chunk) and return it as a read-only memory map.
 
         Returns
         -------
         log_prob : ndarray of shape (n_samples,)
         """
-        return self._score(X, logprob=True)["logprob"]
+        return self._score(X, logprob=True, out=out)["logprob"]
 
     def score(self, X, y=None) -> float:
         """Mean log-likelihood per sample of ``X``.
@@ -447,25 +622,39 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         -------
         log_likelihood : float
         """
+        if _is_source(X):  # streamed: O(1) memory
+            from .sources import score as score_source
+
+            return float(score_source(self, X, mean=True)["mean"])
         return float(self.score_samples(X).mean())
 
-    def predict(self, X) -> np.ndarray:
+    def predict(self, X, *, out: str | os.PathLike | None = None) -> np.ndarray:
         """Most probable component of each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or a data source
+        out : str or PathLike, default=None
+            Write the labels to this ``.npy`` file (atomically, with memory
+            bounded by one chunk) and return them as a read-only memory map.
 
         Returns
         -------
         labels : ndarray of shape (n_samples,)
         """
-        return self._score(X, label=True)["label"]
+        return self._score(X, label=True, out=out)["label"]
 
-    def predict_proba(self, X) -> np.ndarray:
+    def predict_proba(self, X, *, out: str | os.PathLike | None = None) -> np.ndarray:
         """Responsibilities p(component | x): the only N x K output of the package.
+
+        ``X`` may be a data source; ``out`` writes the result to a ``.npy`` file
+        as in :meth:`predict`.
 
         Returns
         -------
         resp : ndarray of shape (n_samples, n_components)
         """
-        return self._score(X, resp=True)["resp"]
+        return self._score(X, resp=True, out=out)["resp"]
 
     def sample(self, n_samples: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Draw samples from the fitted mixture (same draws as scikit-learn for equal parameters).
@@ -506,11 +695,42 @@ class GaussianMixture(DensityMixin, BaseEstimator):
         cov = {"full": K * D * (D + 1) / 2, "diag": K * D, "tied": D * (D + 1) / 2, "spherical": K}
         return int(cov[self.covariance_type] + K * D + K - 1)
 
+    def _mean_and_count(self, X) -> tuple[float, int]:
+        if _is_source(X):
+            from .sources import score as score_source
+
+            res = score_source(self, X, mean=True)
+            return float(res["mean"]), int(res["n_samples"])
+        return self.score(X), np.shape(X)[0]
+
     def bic(self, X) -> float:
         """Bayesian information criterion on ``X`` (lower is better)."""
-        n = np.shape(X)[0]
-        return -2 * self.score(X) * n + self._n_parameters() * np.log(n)
+        mean, n = self._mean_and_count(X)
+        return -2 * mean * n + self._n_parameters() * np.log(n)
 
     def aic(self, X) -> float:
         """Akaike information criterion on ``X`` (lower is better)."""
-        return -2 * self.score(X) * np.shape(X)[0] + 2 * self._n_parameters()
+        mean, n = self._mean_and_count(X)
+        return -2 * mean * n + 2 * self._n_parameters()
+
+    def save(self, path: str | os.PathLike, *, data=None) -> os.PathLike:
+        """Write the fitted model to ``path`` atomically, in fastem's model format (not pickle).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Target file (``.npz`` is a good suffix); read back with :func:`fastem.load`.
+        data : array-like or path, default=None
+            Training data to record as its shape and SHA-256 fingerprint.
+
+        Returns
+        -------
+        path : pathlib.Path
+
+        See Also
+        --------
+        fastem.io : the file format.
+        """
+        from .io import save
+
+        return save(self, path, data=data)

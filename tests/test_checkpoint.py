@@ -1,0 +1,121 @@
+"""Checkpoints: kill -9 mid-pass, resume, bitwise identical result; foreign checkpoints refused."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import make_mixture
+from numpy.testing import assert_array_equal
+
+from fastem import BLOCK_ROWS, GaussianMixture
+from fastem.checkpoint import CheckpointMismatchError
+
+ROOT = Path(__file__).resolve().parents[1]
+N_ROWS = 3 * BLOCK_ROWS  # three chunks of BLOCK_ROWS per pass
+
+CHILD = textwrap.dedent(
+    """
+    import os, signal, sys, warnings
+    import numpy as np
+    import fastem._stream as stream
+    import fastem.online as online
+    from fastem import GaussianMixture
+    from fastem.sources import NpySource
+
+    data, ckpt, out, kill_at, algorithm, n_init = sys.argv[1:7]
+    kill_at = int(kill_at)
+    calls = [0]
+    real = stream.accumulate_chunk
+
+    def counting(*args, **kw):  # one call per chunk of an EM pass
+        calls[0] += 1
+        if calls[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(*args, **kw)
+
+    stream.accumulate_chunk = counting
+    online.accumulate_chunk = counting
+    warnings.simplefilter("ignore")
+    gm = GaussianMixture(3, random_state=0, tol=0.0, max_iter=6, n_init=int(n_init), batch_size=2048)
+    gm.fit(NpySource(data, chunk_rows=4096), checkpoint=ckpt, algorithm=algorithm, n_passes=4)
+    np.savez(out, means=gm.means_, cov=gm.covariances_, weights=gm.weights_, lbs=gm.lower_bounds_,
+             calls=calls[0])
+    """
+)
+
+
+def _run(tmp_path, kill_at, algorithm="batch", n_init=1):
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    args = [sys.executable, str(script), str(tmp_path / "x.npy"), str(tmp_path / "state.ckpt"),
+            str(tmp_path / "out.npz"), str(kill_at), algorithm, str(n_init)]  # fmt: skip
+    return subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT)
+
+
+@pytest.mark.parametrize("algorithm,n_init,kill_at", [("batch", 1, 8), ("batch", 2, 23), ("online", 1, 9)])
+def test_sigkill_mid_pass_then_resume_is_bitwise_identical(tmp_path, algorithm, n_init, kill_at):
+    X = make_mixture(N_ROWS, seed=5)[0]
+    np.save(tmp_path / "x.npy", X)
+    killed = _run(tmp_path, kill_at, algorithm, n_init)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert (tmp_path / "state.ckpt").exists()
+    assert not (tmp_path / "out.npz").exists()
+    resumed = _run(tmp_path, 0, algorithm, n_init)
+    assert resumed.returncode == 0, resumed.stderr
+    got = np.load(tmp_path / "out.npz")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = GaussianMixture(3, random_state=0, tol=0.0, max_iter=6, n_init=n_init, batch_size=2048)
+        ref.fit(X, algorithm=algorithm, n_passes=4)
+    assert_array_equal(got["means"], ref.means_)
+    assert_array_equal(got["cov"], ref.covariances_)
+    assert_array_equal(got["weights"], ref.weights_)
+    assert_array_equal(got["lbs"], ref.lower_bounds_)
+    # it resumed: the completed passes were not run again
+    passes_total = 6 * n_init * 3 if algorithm == "batch" else 4 * 6  # online: 2 batches per chunk
+    assert got["calls"] < passes_total
+    assert got["calls"] > 0
+    # a finished checkpoint returns the same result without any pass
+    again = _run(tmp_path, 0, algorithm, n_init)
+    assert again.returncode == 0 and np.load(tmp_path / "out.npz")["calls"] == 0
+    assert_array_equal(np.load(tmp_path / "out.npz")["means"], ref.means_)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_checkpoint_of_other_data_or_configuration_is_refused(tmp_path):
+    X = make_mixture(2000, seed=1)[0]
+    np.save(tmp_path / "a.npy", X)
+    ckpt = tmp_path / "c.ckpt"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        GaussianMixture(3, random_state=0, max_iter=3).fit(tmp_path / "a.npy", checkpoint=ckpt)
+        X2 = X.copy()
+        X2[-1, 0] += 1.0  # same shape and head: only the tail hash differs
+        np.save(tmp_path / "a.npy", X2)
+        with pytest.raises(CheckpointMismatchError, match="tail"):
+            GaussianMixture(3, random_state=0, max_iter=3).fit(tmp_path / "a.npy", checkpoint=ckpt)
+        np.save(tmp_path / "a.npy", X)
+        with pytest.raises(ValueError, match="n_components"):
+            GaussianMixture(2, random_state=0, max_iter=3).fit(tmp_path / "a.npy", checkpoint=ckpt)
+        gm = GaussianMixture(3, random_state=0, max_iter=3).fit(tmp_path / "a.npy", checkpoint=ckpt)
+        with pytest.raises(ValueError, match="other data"):
+            GaussianMixture(3, random_state=0, max_iter=3).fit(X[:1500], checkpoint=ckpt)
+    (tmp_path / "junk.ckpt").write_bytes(b"garbage")
+    with pytest.raises(ValueError, match="not a readable fastem checkpoint"):
+        GaussianMixture(3, random_state=0, max_iter=3).fit(X, checkpoint=tmp_path / "junk.ckpt")
+    fresh = GaussianMixture(3, random_state=0, max_iter=3).fit(tmp_path / "a.npy")
+    assert_array_equal(gm.means_, fresh.means_)  # the finished checkpoint's result
+
+
+def test_in_memory_fit_with_checkpoint_equals_plain_fit(tmp_path, X):
+    a = GaussianMixture(3, random_state=1, n_init=2).fit(X)
+    b = GaussianMixture(3, random_state=1, n_init=2).fit(X, checkpoint=tmp_path / "m.ckpt")
+    assert_array_equal(a.means_, b.means_)
+    assert a.lower_bounds_ == b.lower_bounds_
