@@ -14,8 +14,13 @@ import math
 
 import numpy as np
 
-from ._kernels._config import BLOCK_ROWS
-from ._kernels.seeding import _candidate_potentials, _lloyd_step, _update_closest
+from ._kernels._config import BLOCK_ROWS, COV_CODES
+from ._kernels.seeding import (
+    _candidate_potentials,
+    _lloyd_step,
+    _responsibility_moments,
+    _update_closest,
+)
 from ._stats import GaussianParams, SufficientStats, precisions_cholesky_from_precisions
 
 _CHUNK = 16 * BLOCK_ROWS
@@ -61,17 +66,26 @@ def kmeans_plusplus(
 
 
 def _mean_variance(X: np.ndarray, sample_weight: np.ndarray | None) -> float:
-    """Mean over features of the (weighted) variance, in chunks around row 0."""
+    """Mean over features of the (weighted) variance, in chunks around row 0.
+
+    Row-wise sums rather than BLAS products: the result must not depend on
+    where the rows sit in memory.
+    """
     shift = X[0].astype(np.float64)
     total_w = 0.0
     s1 = np.zeros(X.shape[1])
     s2 = np.zeros(X.shape[1])
     for start in range(0, X.shape[0], _CHUNK):
         xc = X[start : start + _CHUNK] - shift
-        w = np.ones(len(xc)) if sample_weight is None else sample_weight[start : start + _CHUNK]
-        total_w += w.sum()
-        s1 += w @ xc
-        s2 += w @ (xc * xc)
+        if sample_weight is None:
+            total_w += len(xc)
+            s1 += xc.sum(axis=0)
+            s2 += (xc * xc).sum(axis=0)
+        else:
+            w = sample_weight[start : start + _CHUNK, None]
+            total_w += w.sum()
+            s1 += (w * xc).sum(axis=0)
+            s2 += (w * xc * xc).sum(axis=0)
     mean = s1 / total_w
     return float(np.mean(s2 / total_w - mean**2))
 
@@ -122,49 +136,37 @@ def _moments_from_responsibilities(
     n_components: int,
     shift: np.ndarray | None,
 ) -> SufficientStats:
-    """Sufficient statistics from responsibilities given chunk by chunk (NumPy).
+    """Sufficient statistics from responsibilities given chunk by chunk.
 
     ``resp_chunks(start, stop)`` returns the (stop - start, K) responsibilities.
     Without a ``shift`` a first pass finds the weighted means to shift around.
+    The sums run in a numba kernel with ordered block partials, so that the
+    same rows give bitwise the same initial parameters wherever they sit in
+    memory (in memory, a reservoir sample, a worker's chunk).
     """
     n_samples, n_features = X.shape
+    sw = _NO_F64 if sample_weight is None else sample_weight
+    code = COV_CODES[covariance_type]
     if shift is None:
-        mass = np.zeros(n_components)
-        first = np.zeros((n_components, n_features))
-        x0 = X[0].astype(np.float64)
+        x0 = np.tile(np.asarray(X[0], dtype=np.float64), (n_components, 1))
+        first = SufficientStats.zeros("diag", x0)
         for start in range(0, n_samples, _CHUNK):
             stop = min(n_samples, start + _CHUNK)
-            r = _weighted(resp_chunks(start, stop), sample_weight, start, stop)
-            mass += r.sum(axis=0)
-            first += r.T @ (X[start:stop] - x0)
-        shift = x0 + first / np.maximum(mass, np.finfo(np.float64).tiny)[:, None]
+            _responsibility_moments(
+                X[start:stop], sw[start:stop] if sw.size else _NO_F64, resp_chunks(start, stop),
+                x0, COV_CODES["diag"], first.R, first.S1, first.S2,
+            )  # fmt: skip
+        shift = x0 + first.S1 / np.maximum(first.R, np.finfo(np.float64).tiny)[:, None]
     stats = SufficientStats.zeros(covariance_type, shift)
     for start in range(0, n_samples, _CHUNK):
         stop = min(n_samples, start + _CHUNK)
-        r = _weighted(resp_chunks(start, stop), sample_weight, start, stop)
-        stats.R += r.sum(axis=0)
+        _responsibility_moments(
+            X[start:stop], sw[start:stop] if sw.size else _NO_F64, resp_chunks(start, stop),
+            stats.shift, code, stats.R, stats.S1, stats.S2,
+        )  # fmt: skip
         stats.scalars[1] += (stop - start) if sample_weight is None else sample_weight[start:stop].sum()
         stats.scalars[3] += stop - start
-        xs = X[start:stop].astype(np.float64)
-        for k in range(n_components):
-            if not np.any(r[:, k]):
-                continue
-            xc = xs - stats.shift[k]
-            wx = xc * r[:, k, None]
-            stats.S1[k] += wx.sum(axis=0)
-            if covariance_type == "full":
-                stats.S2[k] += wx.T @ xc
-            elif covariance_type == "tied":
-                stats.S2[0] += wx.T @ xc
-            else:
-                stats.S2[k, 0] += (wx * xc).sum(axis=0)
     return stats
-
-
-def _weighted(resp: np.ndarray, sample_weight, start: int, stop: int) -> np.ndarray:
-    if sample_weight is None:
-        return resp
-    return resp * sample_weight[start:stop, None]
 
 
 def _one_hot(labels: np.ndarray, n_components: int):

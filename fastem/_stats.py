@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._kernels._config import COV_CODES
+from ._kernels.linalg import _cholesky_lower, _precision_cholesky
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -66,13 +67,11 @@ def precisions_cholesky_from_covariances(covariances: np.ndarray, covariance_typ
     if not np.all(np.isfinite(covariances)):
         raise ValueError(ILL_DEFINED_COVARIANCE)
     if covariance_type in ("full", "tied"):
-        try:
-            chol = np.linalg.cholesky(covariances)
-        except np.linalg.LinAlgError:
-            raise ValueError(ILL_DEFINED_COVARIANCE) from None
-        n_features = covariances.shape[-1]
-        eye = np.broadcast_to(np.eye(n_features), covariances.shape)
-        prec_chol = np.swapaxes(np.linalg.solve(chol, eye), -1, -2)
+        mats = np.ascontiguousarray(covariances.reshape((-1,) + covariances.shape[-2:]))
+        prec_chol = np.empty_like(mats)
+        if _precision_cholesky(mats, prec_chol) >= 0:
+            raise ValueError(ILL_DEFINED_COVARIANCE)
+        prec_chol = prec_chol.reshape(covariances.shape)
     else:
         if np.any(covariances <= 0.0):
             raise ValueError(ILL_DEFINED_COVARIANCE)
@@ -87,8 +86,11 @@ def precisions_cholesky_from_precisions(precisions: np.ndarray, covariance_type:
     precisions = np.asarray(precisions, dtype=np.float64)
     if covariance_type in ("full", "tied"):
         # the Cholesky factor of the flipped matrix, flipped back, is upper triangular
-        lower = np.linalg.cholesky(_flip(precisions))
-        return np.ascontiguousarray(_flip(lower))
+        flipped = np.ascontiguousarray(_flip(precisions)).reshape((-1,) + precisions.shape[-2:])
+        lower = np.empty_like(flipped)
+        if _cholesky_lower(flipped, lower) >= 0:
+            raise ValueError("precisions must be symmetric positive definite.")
+        return np.ascontiguousarray(_flip(lower.reshape(precisions.shape)))
     return np.sqrt(precisions)
 
 

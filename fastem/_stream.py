@@ -245,7 +245,7 @@ def scan(source: Source, sample_weight, capacity: int, random_state, *, verbose:
         rest = m - max(direct, 0)
         if rest > 0 and capacity > 0:
             if rng is None:
-                from sklearn.utils import check_random_state
+                from ._base import check_random_state
 
                 rng = np.random.default_rng(check_random_state(random_state).randint(2**31 - 1))
             rows = np.arange(start + m - rest, start + m)

@@ -97,3 +97,55 @@ def _lloyd_step(X, sample_weight, centers, labels, acc_sums, acc_counts, acc_ine
             acc_counts[k] += part_counts[blk, k]
             for d in range(n_features):
                 acc_sums[k, d] += part_sums[blk, k, d]
+
+
+@jit(parallel=True)
+def _responsibility_moments(X, sample_weight, resp, shift, cov_code, acc_R, acc_S1, acc_S2):
+    """Weighted moments around ``shift`` from given responsibilities (initialisation).
+
+    acc_R[k] += sum_i w_i r_ik; acc_S1[k] += sum_i w_i r_ik (x_i - m_k);
+    acc_S2 as in the fused kernel's packed layout (upper triangle for full/tied,
+    diagonal for diag/spherical). Block partials merged in order: the result
+    does not depend on the thread count or on where the arrays sit in memory
+    (BLAS can round differently for different alignments).
+    """
+    n_samples, n_features = X.shape
+    n_components = shift.shape[0]
+    has_weights = sample_weight.shape[0] > 0
+    n_blocks = (n_samples + BLOCK_ROWS - 1) // BLOCK_ROWS
+    s2a, s2b, s2c = acc_S2.shape
+    part_R = np.zeros((n_blocks, n_components))
+    part_S1 = np.zeros((n_blocks, n_components, n_features))
+    part_S2 = np.zeros((n_blocks, s2a, s2b, s2c))
+    for blk in prange(n_blocks):
+        start = blk * BLOCK_ROWS
+        stop = min(start + BLOCK_ROWS, n_samples)
+        xc = np.empty(n_features)
+        for i in range(start, stop):
+            w = sample_weight[i] if has_weights else 1.0
+            for k in range(n_components):
+                wr = w * resp[i, k]
+                if wr == 0.0:
+                    continue
+                part_R[blk, k] += wr
+                for d in range(n_features):
+                    xc[d] = X[i, d] - shift[k, d]
+                    part_S1[blk, k, d] += wr * xc[d]
+                if cov_code <= 1:
+                    ks = 0 if cov_code == 1 else k
+                    for d in range(n_features):
+                        v = wr * xc[d]
+                        for e in range(d, n_features):
+                            part_S2[blk, ks, d, e] += v * xc[e]
+                else:
+                    for d in range(n_features):
+                        part_S2[blk, k, 0, d] += wr * xc[d] * xc[d]
+    for blk in range(n_blocks):
+        for k in range(n_components):
+            acc_R[k] += part_R[blk, k]
+            for d in range(n_features):
+                acc_S1[k, d] += part_S1[blk, k, d]
+        for i in range(s2a):
+            for j in range(s2b):
+                for d in range(s2c):
+                    acc_S2[i, j, d] += part_S2[blk, i, j, d]
