@@ -55,9 +55,7 @@ class EstimatorBase:
         return self
 
     def __repr__(self) -> str:
-        defaults = {
-            name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()
-        }
+        defaults = {name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()}
         changed = []
         for name in self._get_param_names():
             value = getattr(self, name)

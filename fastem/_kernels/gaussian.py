@@ -88,11 +88,11 @@ def _exp_shifted_row(a, k, mx, nt, pbuf, ibuf, fbuf):
 
 @jit(inline="always")
 def _quadratic_form_tile(xc, nt, prec, kp, cov_code, q, y):
-    """q[b] = ||(x_b - m) U||^2 for the tile's centred rows ``xc`` (D, T)."""
+    """q[b] = ||(x_b - m) U||^2 for the tile's centred rows ``xc`` (D, T); full/tied U."""
     n_features = xc.shape[0]
     for b in range(nt):
         q[b] = 0.0
-    if cov_code <= 1:  # full or tied: y = xc^T U, U upper triangular
+    if cov_code <= 1:  # y = xc^T U, U upper triangular
         for j in range(n_features):
             u0 = prec[kp, 0, j]
             for b in range(nt):
@@ -120,12 +120,6 @@ def _quadratic_form_tile(xc, nt, prec, kp, cov_code, q, y):
             for b in range(nt):
                 yb = np.float64(y[b])  # squares in float64: no float32 overflow
                 q[b] += yb * yb
-    else:
-        for d in range(n_features):
-            p = prec[kp, 0, d] if cov_code == 2 else prec[kp, 0, 0]
-            for b in range(nt):
-                v = np.float64(xc[d, b] * p)
-                q[b] += v * v
 
 
 @jit(inline="always")
@@ -227,6 +221,7 @@ def _gaussian_pass(
         wr = np.empty(TILE_ROWS)
         mx = np.empty(TILE_ROWS)
         s = np.empty(TILE_ROWS)
+        lse = np.empty(TILE_ROWS)
         lbl = np.empty(TILE_ROWS, dtype=np.int64)
         pbuf = np.empty(TILE_ROWS)
         ibuf = np.empty(TILE_ROWS, dtype=np.int64)
@@ -249,12 +244,22 @@ def _gaussian_pass(
 
             # E-step: weighted log densities, component by component
             for k in range(n_components):
-                for d in range(n_features):
-                    m = means[k, d]
-                    for b in range(nt):
-                        xe[d, b] = xt[d, b] - m
                 kp = 0 if cov_code == 1 else k
-                _quadratic_form_tile(xe, nt, prec, kp, cov_code, q, y)
+                if cov_code >= 2:  # diag/spherical: centre, scale and square in one sweep
+                    for b in range(nt):
+                        q[b] = 0.0
+                    for d in range(n_features):
+                        m = means[k, d]
+                        p = np.float64(prec[kp, 0, d] if cov_code == 2 else prec[kp, 0, 0])
+                        for b in range(nt):
+                            v = (xt[d, b] - m) * p
+                            q[b] += v * v
+                else:
+                    for d in range(n_features):
+                        m = means[k, d]
+                        for b in range(nt):
+                            xe[d, b] = xt[d, b] - m
+                    _quadratic_form_tile(xe, nt, prec, kp, cov_code, q, y)
                 c = log_norm[k]
                 for b in range(nt):
                     a[k, b] = c - 0.5 * q[b]
@@ -275,28 +280,36 @@ def _gaussian_pass(
                 for b in range(nt):
                     s[b] += a[k, b]
             for b in range(nt):
-                if s[b] > 0.0:
-                    ll = mx[b] + np.log(s[b])
-                    inv = 1.0 / s[b]
-                    for k in range(n_components):
-                        a[k, b] *= inv
-                else:
+                if not s[b] > 0.0:
                     # every log-density overflowed to -inf (a point ~1e150 away):
                     # log-likelihood -inf, hard assignment to the first argmax
-                    ll = -np.inf
                     for k in range(n_components):
                         a[k, b] = 0.0
                     a[lbl[b], b] = 1.0
-                ll_sum += w[b] * ll
+                    s[b] = 1.0
+                    mx[b] = -np.inf
+            # separate sweeps over b so that each one vectorises
+            for b in range(nt):
+                lse[b] = mx[b] + np.log(s[b])
+                s[b] = 1.0 / s[b]
+            for k in range(n_components):
+                for b in range(nt):
+                    a[k, b] *= s[b]
+            for b in range(nt):
+                ll_sum += w[b] * lse[b] if w[b] > 0.0 else 0.0
                 w_sum += w[b]
-                if ll < worst and w[b] > 0.0:
-                    worst = ll
+            for b in range(nt):
+                if lse[b] < worst and w[b] > 0.0:
+                    worst = lse[b]
                     worst_row = t0 + b
-                if want_logprob:
-                    out_logprob[t0 + b] = ll
-                if want_label:
+            if want_logprob:
+                for b in range(nt):
+                    out_logprob[t0 + b] = lse[b]
+            if want_label:
+                for b in range(nt):
                     out_label[t0 + b] = lbl[b]
-                if want_resp:
+            if want_resp:
+                for b in range(nt):
                     for k in range(n_components):
                         out_resp[t0 + b, k] = a[k, b]
 
@@ -312,6 +325,19 @@ def _gaussian_pass(
                 if r_sum == 0.0:
                     continue  # every term is exactly zero
                 part_R[blk, k] += r_sum
+                if cov_code >= 2:  # diag/spherical: both moments in one sweep, nothing stored
+                    for d in range(n_features):
+                        m = means[k, d]
+                        s1 = 0.0
+                        s2 = 0.0
+                        for b in range(nt):
+                            v = xt[d, b] - m
+                            wv = wr[b] * v
+                            s1 += wv
+                            s2 += wv * v
+                        part_S1[blk, k, d] += s1
+                        part_S2[blk, k, 0, d] += s2
+                    continue
                 for d in range(n_features):
                     m = means[k, d]
                     s1 = 0.0
@@ -322,15 +348,8 @@ def _gaussian_pass(
                         xw[d, b] = v
                         s1 += v
                     part_S1[blk, k, d] += s1
-                if cov_code <= 1:
-                    ks = 0 if cov_code == 1 else k
-                    _outer_upper_tile(xw, xc, nt, part_S2, blk, ks)
-                else:
-                    for d in range(n_features):
-                        s2 = 0.0
-                        for b in range(nt):
-                            s2 += xw[d, b] * xc[d, b]
-                        part_S2[blk, k, 0, d] += s2
+                ks = 0 if cov_code == 1 else k
+                _outer_upper_tile(xw, xc, nt, part_S2, blk, ks)
         part_ll[blk] = ll_sum
         part_w[blk] = w_sum
         part_worst[blk] = worst
