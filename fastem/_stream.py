@@ -12,6 +12,7 @@ the same order as the in-memory pass, so the fit is bitwise identical.
 
 from __future__ import annotations
 
+import collections
 import os
 import queue
 import struct
@@ -50,15 +51,20 @@ class _Prefetcher:
             self.free.put(buf)
         self.ready: queue.Queue = queue.Queue()
         self.stop = threading.Event()
+        # slots in the order they were taken: a source may yield its own arrays
+        # (memory-mapped windows) and use the slots only to bound what is in flight
+        self.taken: collections.deque = collections.deque()
 
     def _take(self) -> np.ndarray:
         while True:
             if self.stop.is_set():
                 raise _Stopped
             try:
-                return self.free.get(timeout=0.05)
+                buf = self.free.get(timeout=0.05)
             except queue.Empty:
                 continue
+            self.taken.append(buf)
+            return buf
 
     def _run(self) -> None:
         try:
@@ -85,7 +91,8 @@ class _Prefetcher:
                     raise item
                 buf, n = item
                 yield buf[:n]
-                self.free.put(buf)  # the consumer is done with this chunk
+                del buf, item  # a memory-mapped window is unmapped once unreferenced
+                self.free.put(self.taken.popleft())  # the consumer is done with this chunk
         finally:
             self.stop.set()
             thread.join()
