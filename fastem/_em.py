@@ -86,6 +86,23 @@ def run_em(
     return EMRun(params, n_iter, converged, lower_bound, lower_bounds)
 
 
+def better_run(best: EMRun | None, run: EMRun) -> EMRun:
+    """The run to keep of two restarts: the higher lower bound.
+
+    As in scikit-learn, a later run also replaces a best whose bound is -inf
+    (``max_iter=0``), so the last initialisation wins then.
+    """
+    if best is None or run.lower_bound > best.lower_bound or best.lower_bound == -np.inf:
+        return run
+    return best
+
+
+def report_run(run: EMRun) -> None:
+    """The verbose line printed at the end of each initialisation."""
+    state = "converged" if run.converged else "did not converge"
+    print(f"Initialization {state}. lower bound {run.lower_bound:.5f}.")
+
+
 def fit_restarts(
     accumulate: Callable,
     initialise: Callable[[int], GaussianParams],
@@ -118,10 +135,7 @@ def fit_restarts(
                 verbose_interval=verbose_interval,
             )
             if verbose:
-                state = "converged" if run.converged else "did not converge"
-                print(f"Initialization {state}. lower bound {run.lower_bound:.5f}.")
-        # as scikit-learn: a later run also replaces a best whose bound is -inf (max_iter=0)
-        if best is None or run.lower_bound > best.lower_bound or best.lower_bound == -np.inf:
-            best = run
+                report_run(run)
+        best = better_run(best, run)
     assert best is not None
     return best

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._em import EMRun, run_em
+from ._em import EMRun, better_run, report_run, run_em
 from ._executor import ArrayExecutor
 from ._stats import GaussianParams, SufficientStats
 
@@ -260,11 +260,9 @@ def fit_restarts_checkpointed(
             )  # fmt: skip
             run = EMRun(part.params, done + part.n_iter, part.converged, part.lower_bound,
                         list(lbs) + part.lower_bounds)  # fmt: skip
-        if verbose:
-            state = "converged" if run.converged else "did not converge"
-            print(f"Initialization {state}. lower bound {run.lower_bound:.5f}.")
-        if best is None or run.lower_bound > best.lower_bound:
-            best = run
+        if verbose and max_iter > 0:
+            report_run(run)
+        best = better_run(best, run)
         write(init + 1, None, None, "running" if init + 1 < n_init else "done")
     assert best is not None
     return best

@@ -45,10 +45,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
         f'(missing module {exc.name!r}). Install them with: pip install "fastem[dask]"'
     ) from exc
 
-from sklearn.utils import check_random_state
-from sklearn.utils.validation import _check_feature_names, _get_feature_names
 
 from . import __version__
+from ._base import check_feature_names, check_random_state, feature_names
 from ._executor import _NO_F64, _NO_I64, _NO_RESP, FitPlan, accumulate_chunk
 from ._kernels._config import COV_CODES
 from ._kernels.gaussian import _first_nonfinite
@@ -280,7 +279,7 @@ def _compute(client, obj):
 def _as_dask_array(X, *, lengths: bool) -> tuple[da.Array, Any]:
     """(2-D dask array with one column chunk, feature names) from a Dask array or DataFrame."""
     # a dask DataFrame's ``_meta`` is an empty pandas frame: scikit-learn's own rules apply
-    names = _get_feature_names(X._meta) if hasattr(X, "columns") else None
+    names = feature_names(X._meta) if hasattr(X, "columns") else None
     if hasattr(X, "to_dask_array") and hasattr(X, "columns"):
         X = X.to_dask_array(lengths=lengths)
     if not isinstance(X, da.Array):
@@ -564,7 +563,7 @@ def score(
         ``"resp"`` (n_samples, n_components) float64 as lazy ``dask.array.Array``
         for the requested keys (memory maps with ``out``), None for the others.
     """
-    _check_feature_names(estimator, X._meta if hasattr(X, "columns") else X, reset=False)
+    check_feature_names(estimator, X._meta if hasattr(X, "columns") else X)
     X, _ = _as_dask_array(X, lengths=False)
     if X.shape[1] != estimator.n_features_in_:
         raise ValueError(

@@ -133,3 +133,17 @@ def test_in_memory_fit_with_checkpoint_equals_plain_fit(tmp_path, X):
     b = GaussianMixture(3, random_state=1, n_init=2).fit(X, checkpoint=tmp_path / "m.ckpt")
     assert_array_equal(a.means_, b.means_)
     assert a.lower_bounds_ == b.lower_bounds_
+
+
+def test_checkpointed_restarts_keep_the_same_run_as_plain_restarts(tmp_path):
+    # with max_iter=0 every bound is -inf: like scikit-learn, the last initialisation is kept
+    X = make_mixture(2000, seed=3)[0]
+    np.save(tmp_path / "x.npy", X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = GaussianMixture(3, random_state=0, max_iter=0, n_init=3).fit(tmp_path / "x.npy")
+        ckpt = GaussianMixture(3, random_state=0, max_iter=0, n_init=3)
+        ckpt.fit(tmp_path / "x.npy", checkpoint=tmp_path / "c.ckpt")
+        first = GaussianMixture(3, random_state=0, max_iter=0, n_init=1).fit(tmp_path / "x.npy")
+    assert not np.array_equal(plain.means_, first.means_)  # the restarts really differ
+    assert_array_equal(ckpt.means_, plain.means_)

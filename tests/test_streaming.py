@@ -285,6 +285,21 @@ def test_missing_truncated_and_unreadable_files(tmp_path, data):
         assert_array_equal(getattr(gm, name), arr)
 
 
+def test_file_truncated_after_opening_is_a_clear_error_not_a_crash(tmp_path, data):
+    # .npy chunks are memory-mapped: reading a page past the end of a file that
+    # shrank after it was opened would kill the process with SIGBUS
+    gm = _fit(data)
+    before = _state(gm)
+    np.save(tmp_path / "t.npy", data)
+    src = S.NpySource(tmp_path / "t.npy", chunk_rows=BLOCK_ROWS).open()
+    raw = (tmp_path / "t.npy").read_bytes()
+    (tmp_path / "t.npy").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ValueError, match="truncated"):
+        gm.fit(src)
+    for name, arr in before.items():
+        assert_array_equal(getattr(gm, name), arr)
+
+
 def test_wrong_feature_count_at_predict_and_bad_weights(tmp_path, data, reference):
     np.save(tmp_path / "two.npy", data[:, :2])
     with pytest.raises(ValueError, match="has 2 features, but GaussianMixture is expecting 3"):

@@ -43,6 +43,7 @@ import numpy as np
 from numba import prange
 
 from ._config import BLOCK_ROWS, TILE_ROWS, jit
+from ._reduce import add_block_moments
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.6931471803691238
@@ -366,14 +367,7 @@ def _gaussian_pass(
             for d in range(n_features):
                 acc_worst_x[d] = X[part_worst_row[blk], d]
         if accumulate:
-            for k in range(n_components):
-                acc_R[k] += part_R[blk, k]
-                for d in range(n_features):
-                    acc_S1[k, d] += part_S1[blk, k, d]
-            for i in range(s2a):
-                for j in range(s2b):
-                    for d in range(s2c):
-                        acc_S2[i, j, d] += part_S2[blk, i, j, d]
+            add_block_moments(part_R, part_S1, part_S2, blk, acc_R, acc_S1, acc_S2)
 
 
 @jit(parallel=True)

@@ -11,6 +11,7 @@ import numpy as np
 from numba import prange
 
 from ._config import BLOCK_ROWS, jit
+from ._reduce import add_block_moments
 
 
 @jit(parallel=True)
@@ -141,11 +142,4 @@ def _responsibility_moments(X, sample_weight, resp, shift, cov_code, acc_R, acc_
                     for d in range(n_features):
                         part_S2[blk, k, 0, d] += wr * xc[d] * xc[d]
     for blk in range(n_blocks):
-        for k in range(n_components):
-            acc_R[k] += part_R[blk, k]
-            for d in range(n_features):
-                acc_S1[k, d] += part_S1[blk, k, d]
-        for i in range(s2a):
-            for j in range(s2b):
-                for d in range(s2c):
-                    acc_S2[i, j, d] += part_S2[blk, i, j, d]
+        add_block_moments(part_R, part_S1, part_S2, blk, acc_R, acc_S1, acc_S2)
