@@ -2,17 +2,25 @@
 
 One call processes a chunk of rows. The chunk is cut into blocks of
 ``BLOCK_ROWS`` rows, one block per parallel task; inside a block, tiles of
-``TILE_ROWS`` rows are transposed into a small (D, T) buffer so that rows sit in
-the SIMD lanes while the loops run component by component. Per tile:
+``TILE_ROWS`` rows (``DIAG_TILE_ROWS`` for diag/spherical) are transposed into a
+small (D, T) buffer so that rows sit in the SIMD lanes while the loops run
+component by component. Per tile:
 
 1. a_kb = log pi_k + log N(x_b; mu_k, Sigma_k), from the Cholesky factor of the
-   precision (``log_norm`` already holds log pi_k + log det U_k - D/2 log 2pi);
-2. log-sum-exp over k with the running maximum (the per-point log-likelihood),
-   and the responsibilities r_kb, with a vectorised exp (values below e^-708
-   = 3e-308 are flushed to 0);
+   precision (``log_norm`` already holds log pi_k + log det U_k - D/2 log 2pi),
+   with the running maximum over k and its argmax. The triangular product
+   (x - m_k)^T U_k runs two columns of U per sweep over the tile, so each load
+   of the centred tile feeds two FMAs;
+2. log-sum-exp over k (the per-point log-likelihood), with a vectorised exp
+   (values below e^-708 = 3e-308 are flushed to 0);
 3. the weighted moments around the shift ``means`` (the current means):
    R_k += sum w r, S1_k += sum w r (x - m_k), S2_k += sum w r (x - m_k)(x - m_k)^T
-   (upper triangle for full/tied, diagonal for diag/spherical).
+   (upper triangle for full/tied in 2 x 4 register blocks, diagonal for
+   diag/spherical). The normalisation 1 / sum_k exp(.) is folded into the
+   weights w, so responsibilities are never normalised in place.
+
+Tile buffers start on 64-byte boundaries, so that no vector load straddles two
+cache lines (which matters for 512-bit vectors, see the README).
 
 Precision: for float32 data the tile and the quadratic form of step 1 are
 float32 (``prec`` must then be float32 too); everything from the log-densities
@@ -42,7 +50,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._config import BLOCK_ROWS, TILE_ROWS, jit
+from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._reduce import add_block_moments
 
 _LOG2E = 1.4426950408889634
@@ -53,8 +61,17 @@ _EXP_FLUSH = -708.0
 
 
 @jit(inline="always")
-def _exp_shifted_row(a, k, mx, nt, pbuf, ibuf, fbuf):
-    """a[k, b] <- exp(a[k, b] - mx[b]) for b < nt, in a loop LLVM vectorises.
+def _aligned(n_rows, n_cols, dtype):
+    """An uninitialised C-contiguous (n_rows, n_cols) array whose data start on a 64-byte boundary."""
+    size = n_rows * n_cols
+    raw = np.empty(size + 64, dtype=dtype)
+    offset = ((64 - raw.ctypes.data % 64) % 64) // raw.itemsize
+    return raw[offset : offset + size].reshape((n_rows, n_cols))
+
+
+@jit(inline="always")
+def _exp_shifted_row(a, k, mx, nt, pbuf, ibuf, fbuf, total):
+    """a[k, b] <- exp(a[k, b] - mx[b]) and total[b] += a[k, b] for b < nt, in loops LLVM vectorises.
 
     Cody-Waite reduction x = n ln2 + r, |r| <= ln2/2, a degree-13 Taylor
     polynomial for exp(r) (truncation error < 1e-17) and 2^n built from its
@@ -62,7 +79,8 @@ def _exp_shifted_row(a, k, mx, nt, pbuf, ibuf, fbuf):
     cost, since libm's exp is a scalar call that blocks vectorisation.
     """
     for b in range(nt):
-        x = max(a[k, b] - mx[b], _EXP_FLUSH)
+        shifted = a[k, b] - mx[b]
+        x = max(shifted, _EXP_FLUSH)
         n = np.floor(x * _LOG2E + 0.5)
         r = x - n * _LN2_HI
         r = r - n * _LN2_LO
@@ -81,77 +99,124 @@ def _exp_shifted_row(a, k, mx, nt, pbuf, ibuf, fbuf):
         p = p * r + 1.0
         p = p * r + 1.0
         pbuf[b] = p
-        ibuf[b] = (np.int64(n) + 1023) << 52
+        # 2^n, or +0.0 (all bits clear) to flush
+        ibuf[b] = (np.int64(n) + 1023) << 52 if shifted > _EXP_FLUSH else 0
     for b in range(nt):
         e = pbuf[b] * fbuf[b]
-        a[k, b] = e if a[k, b] - mx[b] > _EXP_FLUSH else 0.0
+        a[k, b] = e
+        total[b] += e
 
 
 @jit(inline="always")
-def _quadratic_form_tile(xc, nt, prec, kp, cov_code, q, y):
-    """q[b] = ||(x_b - m) U||^2 for the tile's centred rows ``xc`` (D, T); full/tied U."""
+def _quadratic_form_tile(xc, nt, prec, kp, cov_code, q, y, z):
+    """q[b] = ||(x_b - m) U||^2 for the tile's centred rows ``xc`` (D, T); full/tied U.
+
+    Two columns of U per sweep share the loads of ``xc``.
+    """
     n_features = xc.shape[0]
     for b in range(nt):
         q[b] = 0.0
-    if cov_code <= 1:  # y = xc^T U, U upper triangular
-        for j in range(n_features):
-            u0 = prec[kp, 0, j]
+    j = 0
+    while j + 1 < n_features:
+        # columns j and j + 1 of y = xc^T U over rows d <= j, then row j + 1 for column j + 1
+        u0 = prec[kp, 0, j]
+        v0 = prec[kp, 0, j + 1]
+        for b in range(nt):
+            x0 = xc[0, b]
+            y[b] = x0 * u0
+            z[b] = x0 * v0
+        d = 1
+        while d + 3 <= j:
+            u1 = prec[kp, d, j]
+            u2 = prec[kp, d + 1, j]
+            u3 = prec[kp, d + 2, j]
+            u4 = prec[kp, d + 3, j]
+            v1 = prec[kp, d, j + 1]
+            v2 = prec[kp, d + 1, j + 1]
+            v3 = prec[kp, d + 2, j + 1]
+            v4 = prec[kp, d + 3, j + 1]
             for b in range(nt):
-                y[b] = xc[0, b] * u0
-            d = 1
-            # two rows of U per sweep: fewer loads/stores of y per FMA
-            while d + 3 <= j:
-                u1 = prec[kp, d, j]
-                u2 = prec[kp, d + 1, j]
-                u3 = prec[kp, d + 2, j]
-                u4 = prec[kp, d + 3, j]
-                for b in range(nt):
-                    y[b] += (xc[d, b] * u1 + xc[d + 1, b] * u2) + (xc[d + 2, b] * u3 + xc[d + 3, b] * u4)
-                d += 4
-            while d + 1 <= j:
-                u1 = prec[kp, d, j]
-                u2 = prec[kp, d + 1, j]
-                for b in range(nt):
-                    y[b] += xc[d, b] * u1 + xc[d + 1, b] * u2
-                d += 2
-            if d <= j:
-                u1 = prec[kp, d, j]
-                for b in range(nt):
-                    y[b] += xc[d, b] * u1
+                x1 = xc[d, b]
+                x2 = xc[d + 1, b]
+                x3 = xc[d + 2, b]
+                x4 = xc[d + 3, b]
+                y[b] += (x1 * u1 + x2 * u2) + (x3 * u3 + x4 * u4)
+                z[b] += (x1 * v1 + x2 * v2) + (x3 * v3 + x4 * v4)
+            d += 4
+        while d <= j:
+            u1 = prec[kp, d, j]
+            v1 = prec[kp, d, j + 1]
             for b in range(nt):
-                yb = np.float64(y[b])  # squares in float64: no float32 overflow
-                q[b] += yb * yb
+                x1 = xc[d, b]
+                y[b] += x1 * u1
+                z[b] += x1 * v1
+            d += 1
+        v1 = prec[kp, j + 1, j + 1]
+        for b in range(nt):
+            yb = np.float64(y[b])  # squares in float64: no float32 overflow
+            zb = np.float64(z[b] + xc[j + 1, b] * v1)
+            q[b] += yb * yb + zb * zb
+        j += 2
+    if j < n_features:
+        u0 = prec[kp, 0, j]
+        for b in range(nt):
+            y[b] = xc[0, b] * u0
+        for d in range(1, j + 1):
+            u1 = prec[kp, d, j]
+            for b in range(nt):
+                y[b] += xc[d, b] * u1
+        for b in range(nt):
+            yb = np.float64(y[b])
+            q[b] += yb * yb
 
 
 @jit(inline="always")
 def _outer_upper_tile(xw, xc, nt, out, blk, ks):
-    """out[blk, ks, d, e] += sum_b xw[d, b] xc[e, b] for e >= d, in 2 x 2 register blocks.
+    """out[blk, ks, d, e] += sum_b xw[d, b] xc[e, b] for e >= d, in 2 x 4 register blocks.
 
-    Four dot products share their loads (1 load per FMA instead of 2). The
-    blocks on the diagonal also fill one entry below it, which is never read.
+    Columns outermost: the four rows of ``xc`` of a block stay in L1 while the
+    rows of ``xw`` stream past them. Diagonal blocks also fill a few entries
+    below the diagonal, which are never read.
     """
     n_features = xw.shape[0]
-    for d in range(0, n_features - 1, 2):
-        for e in range(d, n_features - 1, 2):
+    e = 0
+    while e + 4 <= n_features:
+        for d in range(0, e + 4, 2):
             s00 = 0.0
             s01 = 0.0
+            s02 = 0.0
+            s03 = 0.0
             s10 = 0.0
             s11 = 0.0
+            s12 = 0.0
+            s13 = 0.0
             for b in range(nt):
                 w0 = xw[d, b]
                 w1 = xw[d + 1, b]
                 c0 = xc[e, b]
                 c1 = xc[e + 1, b]
+                c2 = xc[e + 2, b]
+                c3 = xc[e + 3, b]
                 s00 += w0 * c0
                 s01 += w0 * c1
+                s02 += w0 * c2
+                s03 += w0 * c3
                 s10 += w1 * c0
                 s11 += w1 * c1
+                s12 += w1 * c2
+                s13 += w1 * c3
             out[blk, ks, d, e] += s00
             out[blk, ks, d, e + 1] += s01
+            out[blk, ks, d, e + 2] += s02
+            out[blk, ks, d, e + 3] += s03
             out[blk, ks, d + 1, e] += s10
             out[blk, ks, d + 1, e + 1] += s11
-        if n_features % 2 == 1:
-            e = n_features - 1
+            out[blk, ks, d + 1, e + 2] += s12
+            out[blk, ks, d + 1, e + 3] += s13
+        e += 4
+    while e < n_features:  # the last n_features % 4 columns
+        d = 0
+        while d + 1 <= e:
             s0 = 0.0
             s1 = 0.0
             for b in range(nt):
@@ -160,12 +225,13 @@ def _outer_upper_tile(xw, xc, nt, out, blk, ks):
                 s1 += xw[d + 1, b] * c
             out[blk, ks, d, e] += s0
             out[blk, ks, d + 1, e] += s1
-    if n_features % 2 == 1:
-        d = n_features - 1
-        s0 = 0.0
-        for b in range(nt):
-            s0 += xw[d, b] * xc[d, b]
-        out[blk, ks, d, d] += s0
+            d += 2
+        if d == e:
+            s0 = 0.0
+            for b in range(nt):
+                s0 += xw[d, b] * xc[d, b]
+            out[blk, ks, d, d] += s0
+        e += 1
 
 
 @jit(parallel=True)
@@ -211,31 +277,37 @@ def _gaussian_pass(
         stop = min(start + BLOCK_ROWS, n_samples)
         # E-step buffers in the data's precision (float32 data: twice the SIMD lanes);
         # M-step buffers and all accumulators in float64
-        xt = np.empty((n_features, TILE_ROWS), dtype=X.dtype)
-        xe = np.empty((n_features, TILE_ROWS), dtype=X.dtype)
-        q = np.empty(TILE_ROWS)
-        y = np.empty(TILE_ROWS, dtype=X.dtype)
-        xc = np.empty((n_features, TILE_ROWS))
-        xw = np.empty((n_features, TILE_ROWS))
-        a = np.empty((n_components, TILE_ROWS))
-        w = np.empty(TILE_ROWS)
-        wr = np.empty(TILE_ROWS)
-        mx = np.empty(TILE_ROWS)
-        s = np.empty(TILE_ROWS)
-        lse = np.empty(TILE_ROWS)
-        lbl = np.empty(TILE_ROWS, dtype=np.int64)
-        pbuf = np.empty(TILE_ROWS)
-        ibuf = np.empty(TILE_ROWS, dtype=np.int64)
+        # diag/spherical tiles are cheap per row: longer tiles amortise the per-tile sweeps
+        tile_rows = DIAG_TILE_ROWS if cov_code >= 2 else TILE_ROWS
+        xt = _aligned(n_features, tile_rows, X.dtype)
+        xe = _aligned(n_features, tile_rows, X.dtype)
+        y = _aligned(1, tile_rows, X.dtype)[0]
+        z = _aligned(1, tile_rows, X.dtype)[0]
+        xc = _aligned(n_features, tile_rows, np.float64)
+        xw = _aligned(n_features, tile_rows, np.float64)
+        a = _aligned(n_components, tile_rows, np.float64)
+        q = _aligned(1, tile_rows, np.float64)[0]
+        w = _aligned(1, tile_rows, np.float64)[0]
+        wr = _aligned(1, tile_rows, np.float64)[0]
+        ws = _aligned(1, tile_rows, np.float64)[0]
+        mx = _aligned(1, tile_rows, np.float64)[0]
+        s = _aligned(1, tile_rows, np.float64)[0]
+        lse = _aligned(1, tile_rows, np.float64)[0]
+        pbuf = _aligned(1, tile_rows, np.float64)[0]
+        lbl = _aligned(1, tile_rows, np.int64)[0]
+        ibuf = _aligned(1, tile_rows, np.int64)[0]
         fbuf = ibuf.view(np.float64)
         ll_sum = 0.0
         w_sum = 0.0
         worst = np.inf
         worst_row = 0
-        for t0 in range(start, stop, TILE_ROWS):
-            nt = min(TILE_ROWS, stop - t0)
-            for b in range(nt):
-                for d in range(n_features):
-                    xt[d, b] = X[t0 + b, d]
+        for t0 in range(start, stop, tile_rows):
+            nt = min(tile_rows, stop - t0)
+            rows = X[t0 : t0 + nt]
+            for d in range(n_features):
+                column = rows[:, d]
+                for b in range(nt):
+                    xt[d, b] = column[b]
             if has_weights:
                 for b in range(nt):
                     w[b] = sample_weight[t0 + b]
@@ -243,43 +315,60 @@ def _gaussian_pass(
                 for b in range(nt):
                     w[b] = 1.0
 
-            # E-step: weighted log densities, component by component
+            # E-step: weighted log densities, component by component, with the
+            # running maximum and its argmax
+            for b in range(nt):
+                mx[b] = -np.inf
+                lbl[b] = 0
             for k in range(n_components):
                 kp = 0 if cov_code == 1 else k
                 if cov_code >= 2:  # diag/spherical: centre, scale and square in one sweep
                     for b in range(nt):
                         q[b] = 0.0
-                    for d in range(n_features):
+                    d = 0
+                    # four features per sweep: one load and store of q per four squares
+                    while d + 4 <= n_features:
+                        m0 = means[k, d]
+                        m1 = means[k, d + 1]
+                        m2 = means[k, d + 2]
+                        m3 = means[k, d + 3]
+                        p0 = np.float64(prec[kp, 0, d] if cov_code == 2 else prec[kp, 0, 0])
+                        p1 = np.float64(prec[kp, 0, d + 1] if cov_code == 2 else prec[kp, 0, 0])
+                        p2 = np.float64(prec[kp, 0, d + 2] if cov_code == 2 else prec[kp, 0, 0])
+                        p3 = np.float64(prec[kp, 0, d + 3] if cov_code == 2 else prec[kp, 0, 0])
+                        for b in range(nt):
+                            v0 = (xt[d, b] - m0) * p0
+                            v1 = (xt[d + 1, b] - m1) * p1
+                            v2 = (xt[d + 2, b] - m2) * p2
+                            v3 = (xt[d + 3, b] - m3) * p3
+                            q[b] += (v0 * v0 + v1 * v1) + (v2 * v2 + v3 * v3)
+                        d += 4
+                    while d < n_features:
                         m = means[k, d]
                         p = np.float64(prec[kp, 0, d] if cov_code == 2 else prec[kp, 0, 0])
                         for b in range(nt):
                             v = (xt[d, b] - m) * p
                             q[b] += v * v
+                        d += 1
                 else:
                     for d in range(n_features):
                         m = means[k, d]
                         for b in range(nt):
                             xe[d, b] = xt[d, b] - m
-                    _quadratic_form_tile(xe, nt, prec, kp, cov_code, q, y)
+                    _quadratic_form_tile(xe, nt, prec, kp, cov_code, q, y, z)
                 c = log_norm[k]
                 for b in range(nt):
-                    a[k, b] = c - 0.5 * q[b]
-
-            # log-sum-exp with the running maximum; argmax on the way
-            for b in range(nt):
-                mx[b] = a[0, b]
-                lbl[b] = 0
-            for k in range(1, n_components):
-                for b in range(nt):
-                    if a[k, b] > mx[b]:
-                        mx[b] = a[k, b]
+                    v = c - 0.5 * q[b]
+                    a[k, b] = v
+                    if v > mx[b]:
+                        mx[b] = v
                         lbl[b] = k
+
+            # log-sum-exp with the running maximum
             for b in range(nt):
                 s[b] = 0.0
             for k in range(n_components):
-                _exp_shifted_row(a, k, mx, nt, pbuf, ibuf, fbuf)
-                for b in range(nt):
-                    s[b] += a[k, b]
+                _exp_shifted_row(a, k, mx, nt, pbuf, ibuf, fbuf, s)
             for b in range(nt):
                 if not s[b] > 0.0:
                     # every log-density overflowed to -inf (a point ~1e150 away):
@@ -293,9 +382,6 @@ def _gaussian_pass(
             for b in range(nt):
                 lse[b] = mx[b] + np.log(s[b])
                 s[b] = 1.0 / s[b]
-            for k in range(n_components):
-                for b in range(nt):
-                    a[k, b] *= s[b]
             for b in range(nt):
                 ll_sum += w[b] * lse[b] if w[b] > 0.0 else 0.0
                 w_sum += w[b]
@@ -312,15 +398,18 @@ def _gaussian_pass(
             if want_resp:
                 for b in range(nt):
                     for k in range(n_components):
-                        out_resp[t0 + b, k] = a[k, b]
+                        out_resp[t0 + b, k] = a[k, b] * s[b]
 
             if not accumulate:
                 continue
+            # responsibilities times sample weights: r_kb w_b = a_kb (w_b / sum_k a_kb)
+            for b in range(nt):
+                ws[b] = w[b] * s[b]
             # M-step statistics around the shift means[k]
             for k in range(n_components):
                 r_sum = 0.0
                 for b in range(nt):
-                    v = w[b] * a[k, b]
+                    v = a[k, b] * ws[b]
                     wr[b] = v
                     r_sum += v
                 if r_sum == 0.0:
