@@ -64,18 +64,9 @@ print(json.dumps({"per_iter": sorted(per_iter)[len(per_iter) // 2], "peak_mb": p
 """
 
 
-def wide_vector_features() -> str:
-    """NUMBA_CPU_FEATURES value that lets LLVM use 512-bit vectors on an AVX-512 host."""
-    import llvmlite.binding as llvm
-
-    return llvm.get_host_cpu_features().flatten() + ",-prefer-256-bit"
-
-
-def run_case(case, lib: str, n_iter: int, repeat: int, threads: int, wide: bool = False) -> dict:
+def run_case(case, lib: str, n_iter: int, repeat: int, threads: int) -> dict:
     N, D, K, kind, dtype = case
     env = dict(os.environ)
-    if wide and lib == "fastem":
-        env["NUMBA_CPU_FEATURES"] = wide_vector_features()
     for var in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
     args = [sys.executable, "-c", WORKER, str(N), str(D), str(K), kind, dtype, lib, str(n_iter), str(repeat)]
@@ -110,17 +101,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-sklearn", action="store_true", help="time fastem only")
     parser.add_argument("--measure-dgemm", action="store_true", help="measure the DGEMM rate first")
     parser.add_argument("--json", help="also write the rows to this JSON file")
-    parser.add_argument(
-        "--wide-vectors",
-        action="store_true",
-        help="compile fastem with 512-bit vectors (AVX-512 hosts; see README, Speed)",
-    )
     args = parser.parse_args(argv)
     repeat = 1 if args.quick else args.repeat
     dgemm = measure_dgemm(args.threads) if args.measure_dgemm else DEFAULT_DGEMM_GFLOPS
-    vectors = "512-bit (NUMBA_CPU_FEATURES)" if args.wide_vectors else "numba default"
+    from fastem._kernels._vector_width import wide_vectors_enabled
+
+    vectors = "512-bit" if wide_vectors_enabled() else "256-bit or narrower"
     print(f"threads={args.threads}  DGEMM reference={dgemm:.1f} GFLOP/s  (median of {repeat})", end="  ")
-    print(f"vectors: {vectors}")
+    print(f"fastem kernel vectors: {vectors}")
     header = (
         f"{'case':<32}{'fastem s/it':>12}{'sklearn s/it':>13}{'speed-up':>9}"
         f"{'GFLOP/s':>9}{'%DGEMM':>7}{'fastem MB':>10}{'sklearn MB':>11}{'data MB':>8}"
@@ -132,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.quick:
             case = (N // 10, D, K, kind, dtype)
             N = N // 10
-        fe = run_case(case, "fastem", args.iters, repeat, args.threads, args.wide_vectors)
+        fe = run_case(case, "fastem", args.iters, repeat, args.threads)
         sk = None if args.no_sklearn else run_case(case, "sklearn", args.iters, repeat, args.threads)
         # useful flops of a full-covariance iteration (E: D^2/2 FMA, M: D^2/2 FMA per point and component)
         gflops = 2 * N * K * D * D / fe["per_iter"] / 1e9 if kind == "full" else float("nan")

@@ -19,8 +19,9 @@ component by component. Per tile:
    diag/spherical). The normalisation 1 / sum_k exp(.) is folded into the
    weights w, so responsibilities are never normalised in place.
 
-Tile buffers start on 64-byte boundaries, so that no vector load straddles two
-cache lines (which matters for 512-bit vectors, see the README).
+On AVX-512 hosts the loop body is compiled with 512-bit vectors (see
+``_vector_width``); tile buffers start on 64-byte boundaries, so that no vector
+load straddles two cache lines (unaligned, 512-bit code was slower than 256-bit).
 
 Precision: for float32 data the tile and the quadratic form of step 1 are
 float32 (``prec`` must then be float32 too); everything from the log-densities
@@ -52,6 +53,7 @@ from numba import prange
 
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._reduce import add_block_moments
+from ._vector_width import prefer_wide_vectors
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.6931471803691238
@@ -273,6 +275,7 @@ def _gaussian_pass(
     part_worst_row = np.zeros(n_blocks, dtype=np.int64)
 
     for blk in prange(n_blocks):
+        prefer_wide_vectors()  # 512-bit vectors in this loop body on AVX-512 hosts
         start = blk * BLOCK_ROWS
         stop = min(start + BLOCK_ROWS, n_samples)
         # E-step buffers in the data's precision (float32 data: twice the SIMD lanes);
