@@ -110,66 +110,110 @@ def _exp_shifted_row(a, k, mx, nt, pbuf, ibuf, fbuf, total):
 
 
 @jit(inline="always")
-def _quadratic_form_tile(xc, nt, prec, kp, cov_code, q, y, z):
-    """q[b] = ||(x_b - m) U||^2 for the tile's centred rows ``xc`` (D, T); full/tied U.
+def _rows_below(xc, nt, prec, kp, j, y, z, two_columns):
+    """y[b] = sum_{d<j} xc[d, b] U[d, j] (and z[b] likewise for column j + 1), for even j >= 2.
 
-    Two columns of U per sweep share the loads of ``xc``.
+    The first sweep assigns, later sweeps add four or two rows at a time, so
+    each pass over y and z carries several FMAs per load of ``xc``.
     """
-    n_features = xc.shape[0]
-    for b in range(nt):
-        q[b] = 0.0
-    j = 0
-    while j + 1 < n_features:
-        # columns j and j + 1 of y = xc^T U over rows d <= j, then row j + 1 for column j + 1
+    if j >= 4:
         u0 = prec[kp, 0, j]
-        v0 = prec[kp, 0, j + 1]
+        u1 = prec[kp, 1, j]
+        u2 = prec[kp, 2, j]
+        u3 = prec[kp, 3, j]
+        v0 = prec[kp, 0, j + 1] if two_columns else 0.0
+        v1 = prec[kp, 1, j + 1] if two_columns else 0.0
+        v2 = prec[kp, 2, j + 1] if two_columns else 0.0
+        v3 = prec[kp, 3, j + 1] if two_columns else 0.0
         for b in range(nt):
             x0 = xc[0, b]
-            y[b] = x0 * u0
-            z[b] = x0 * v0
-        d = 1
-        while d + 3 <= j:
-            u1 = prec[kp, d, j]
-            u2 = prec[kp, d + 1, j]
-            u3 = prec[kp, d + 2, j]
-            u4 = prec[kp, d + 3, j]
-            v1 = prec[kp, d, j + 1]
-            v2 = prec[kp, d + 1, j + 1]
-            v3 = prec[kp, d + 2, j + 1]
-            v4 = prec[kp, d + 3, j + 1]
-            for b in range(nt):
-                x1 = xc[d, b]
-                x2 = xc[d + 1, b]
-                x3 = xc[d + 2, b]
-                x4 = xc[d + 3, b]
-                y[b] += (x1 * u1 + x2 * u2) + (x3 * u3 + x4 * u4)
-                z[b] += (x1 * v1 + x2 * v2) + (x3 * v3 + x4 * v4)
-            d += 4
-        while d <= j:
-            u1 = prec[kp, d, j]
-            v1 = prec[kp, d, j + 1]
-            for b in range(nt):
-                x1 = xc[d, b]
-                y[b] += x1 * u1
-                z[b] += x1 * v1
-            d += 1
-        v1 = prec[kp, j + 1, j + 1]
+            x1 = xc[1, b]
+            x2 = xc[2, b]
+            x3 = xc[3, b]
+            y[b] = (x0 * u0 + x1 * u1) + (x2 * u2 + x3 * u3)
+            z[b] = (x0 * v0 + x1 * v1) + (x2 * v2 + x3 * v3)
+        d = 4
+    else:
+        u0 = prec[kp, 0, j]
+        u1 = prec[kp, 1, j]
+        v0 = prec[kp, 0, j + 1] if two_columns else 0.0
+        v1 = prec[kp, 1, j + 1] if two_columns else 0.0
         for b in range(nt):
-            yb = np.float64(y[b])  # squares in float64: no float32 overflow
-            zb = np.float64(z[b] + xc[j + 1, b] * v1)
+            x0 = xc[0, b]
+            x1 = xc[1, b]
+            y[b] = x0 * u0 + x1 * u1
+            z[b] = x0 * v0 + x1 * v1
+        d = 2
+    while d + 4 <= j:
+        u0 = prec[kp, d, j]
+        u1 = prec[kp, d + 1, j]
+        u2 = prec[kp, d + 2, j]
+        u3 = prec[kp, d + 3, j]
+        v0 = prec[kp, d, j + 1] if two_columns else 0.0
+        v1 = prec[kp, d + 1, j + 1] if two_columns else 0.0
+        v2 = prec[kp, d + 2, j + 1] if two_columns else 0.0
+        v3 = prec[kp, d + 3, j + 1] if two_columns else 0.0
+        for b in range(nt):
+            x0 = xc[d, b]
+            x1 = xc[d + 1, b]
+            x2 = xc[d + 2, b]
+            x3 = xc[d + 3, b]
+            y[b] += (x0 * u0 + x1 * u1) + (x2 * u2 + x3 * u3)
+            z[b] += (x0 * v0 + x1 * v1) + (x2 * v2 + x3 * v3)
+        d += 4
+    if d < j:  # j - d is even: two rows left
+        u0 = prec[kp, d, j]
+        u1 = prec[kp, d + 1, j]
+        v0 = prec[kp, d, j + 1] if two_columns else 0.0
+        v1 = prec[kp, d + 1, j + 1] if two_columns else 0.0
+        for b in range(nt):
+            x0 = xc[d, b]
+            x1 = xc[d + 1, b]
+            y[b] += x0 * u0 + x1 * u1
+            z[b] += x0 * v0 + x1 * v1
+
+
+@jit(inline="always")
+def _quadratic_form_tile(xc, nt, prec, kp, q, y, z):
+    """q[b] = ||(x_b - m) U||^2 for the tile's centred rows ``xc`` (D, T); full/tied U.
+
+    Columns j, j + 1 of y = xc^T U (U upper triangular) are built together:
+    rows d < j in :func:`_rows_below`, then rows j and j + 1 in the sweep that
+    also squares them into q. Squares are taken in float64 (no float32 overflow).
+    """
+    n_features = xc.shape[0]
+    if n_features >= 2:  # columns 0 and 1: one sweep, which also initialises q
+        u00 = prec[kp, 0, 0]
+        u01 = prec[kp, 0, 1]
+        u11 = prec[kp, 1, 1]
+        for b in range(nt):
+            x0 = xc[0, b]
+            yb = np.float64(x0 * u00)
+            zb = np.float64(x0 * u01 + xc[1, b] * u11)
+            q[b] = yb * yb + zb * zb
+    j = 2 if n_features >= 2 else 0
+    while j + 1 < n_features:
+        _rows_below(xc, nt, prec, kp, j, y, z, True)
+        ujj = prec[kp, j, j]
+        ujk = prec[kp, j, j + 1]
+        ukk = prec[kp, j + 1, j + 1]
+        for b in range(nt):
+            xj = xc[j, b]
+            yb = np.float64(y[b] + xj * ujj)
+            zb = np.float64(z[b] + xj * ujk + xc[j + 1, b] * ukk)
             q[b] += yb * yb + zb * zb
         j += 2
-    if j < n_features:
-        u0 = prec[kp, 0, j]
-        for b in range(nt):
-            y[b] = xc[0, b] * u0
-        for d in range(1, j + 1):
-            u1 = prec[kp, d, j]
+    if j == n_features - 1:  # odd D: the last column alone
+        ujj = prec[kp, j, j]
+        if j == 0:
             for b in range(nt):
-                y[b] += xc[d, b] * u1
-        for b in range(nt):
-            yb = np.float64(y[b])
-            q[b] += yb * yb
+                yb = np.float64(xc[0, b] * ujj)
+                q[b] = yb * yb
+        else:
+            _rows_below(xc, nt, prec, kp, j, y, z, False)
+            for b in range(nt):
+                yb = np.float64(y[b] + xc[j, b] * ujj)
+                q[b] += yb * yb
 
 
 @jit(inline="always")
@@ -358,7 +402,7 @@ def _gaussian_pass(
                         m = means[k, d]
                         for b in range(nt):
                             xe[d, b] = xt[d, b] - m
-                    _quadratic_form_tile(xe, nt, prec, kp, cov_code, q, y, z)
+                    _quadratic_form_tile(xe, nt, prec, kp, q, y, z)
                 c = log_norm[k]
                 for b in range(nt):
                     v = c - 0.5 * q[b]
