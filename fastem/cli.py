@@ -577,13 +577,19 @@ def _streams_npy(path: str | None) -> bool:
     return path is not None and path.lower().endswith(".npy") and _sources_module() is not None
 
 
-def cmd_predict(args) -> int:
+def _model_and_data(args):
+    """(model, data, .npy path the estimator writes itself or None) for ``predict`` and ``score``."""
     _check_output(args.out, inputs=[args.model, args.data])
     gm = _load_model(args.model)
     if args.threads is not None:
         gm.n_jobs = args.threads
     data = _data_for_estimator(args.data, args.chunk_rows)
     direct = args.out if _streams_npy(args.out) else None
+    return gm, data, direct
+
+
+def cmd_predict(args) -> int:
+    gm, data, direct = _model_and_data(args)
     with _one_line_warnings():
         if args.proba:
             result = _apply(gm.predict_proba, data, args.data, direct)
@@ -617,12 +623,7 @@ def _criteria(gm, logprob: np.ndarray) -> dict:
 
 
 def cmd_score(args) -> int:
-    _check_output(args.out, inputs=[args.model, args.data])
-    gm = _load_model(args.model)
-    if args.threads is not None:
-        gm.n_jobs = args.threads
-    data = _data_for_estimator(args.data, args.chunk_rows)
-    direct = args.out if _streams_npy(args.out) else None
+    gm, data, direct = _model_and_data(args)
     with _one_line_warnings():
         logprob = _apply(gm.score_samples, data, args.data, direct)
     result = _criteria(gm, logprob)

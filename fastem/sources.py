@@ -211,15 +211,30 @@ def _rechunk(
 
 
 # ---------------------------------------------------------------------- files
-class _BinaryFileSource(Source):
+class _FileSource(Source):
+    """A source that reads one file: ``path`` and the name messages use come from it."""
+
+    def __init__(self, path, chunk_rows: int | None = None):
+        super().__init__(chunk_rows)
+        self._path = Path(path)
+
+    @property
+    def path(self) -> str:
+        return str(self._path.resolve())
+
+    @property
+    def name(self) -> str:
+        return f"'{self._path}'"
+
+
+class _BinaryFileSource(_FileSource):
     """Rows of a fixed dtype stored contiguously in a file from byte ``_offset`` on.
 
-    Subclasses' ``_open`` sets ``_path``, ``_offset``, ``_file_dtype`` and the shape.
-    A file already in float32/float64 is read through memory-mapped windows (no
-    copy); any other dtype is read into a buffer and converted.
+    Subclasses set ``_offset``, ``_file_dtype`` and the shape (in ``__init__`` or
+    ``_open``). A file already in float32/float64 is read through memory-mapped
+    windows (no copy); any other dtype is read into a buffer and converted.
     """
 
-    _path: Path
     _offset: int
     _file_dtype: np.dtype
 
@@ -251,17 +266,8 @@ class NpySource(_BinaryFileSource):
     kind = "npy"
 
     def __init__(self, path, chunk_rows: int | None = None):
-        super().__init__(chunk_rows)
-        self._path = Path(path)
+        super().__init__(path, chunk_rows)
         self._offset = 0
-
-    @property
-    def path(self) -> str:
-        return str(self._path.resolve())
-
-    @property
-    def name(self) -> str:
-        return f"'{self._path}'"
 
     def _open(self) -> None:
         _check_file(self._path, ".npy file")
@@ -390,21 +396,12 @@ class RawSource(_BinaryFileSource):
     kind = "raw"
 
     def __init__(self, path, dtype, shape, *, offset: int = 0, chunk_rows: int | None = None):
-        super().__init__(chunk_rows)
-        self._path = Path(path)
+        super().__init__(path, chunk_rows)
         self._file_dtype = np.dtype(dtype)
         self._shape = tuple(int(s) for s in shape)
         self._offset = int(offset)
         if len(self._shape) != 2:
             raise ValueError(f"RawSource needs a 2-D shape (n_samples, n_features), got {shape}.")
-
-    @property
-    def path(self) -> str:
-        return str(self._path.resolve())
-
-    @property
-    def name(self) -> str:
-        return f"'{self._path}'"
 
     def _open(self) -> None:
         _check_file(self._path, "raw data file")
@@ -430,7 +427,7 @@ class RawSource(_BinaryFileSource):
         return {**super().fingerprint_meta(), "offset": self._offset, "file_dtype": self._file_dtype.str}
 
 
-class HDF5Source(Source):
+class HDF5Source(_FileSource):
     """A 2-D dataset of an HDF5 file, read with h5py chunk by chunk.
 
     Parameters
@@ -444,13 +441,8 @@ class HDF5Source(Source):
     kind = "hdf5"
 
     def __init__(self, path, dataset: str | None = None, chunk_rows: int | None = None):
-        super().__init__(chunk_rows)
-        self._path = Path(path)
+        super().__init__(path, chunk_rows)
         self.dataset = dataset
-
-    @property
-    def path(self) -> str:
-        return str(self._path.resolve())
 
     @property
     def name(self) -> str:
@@ -649,7 +641,7 @@ def _files(p: Path) -> list[Path]:
     return [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
 
 
-class CSVSource(Source):
+class CSVSource(_FileSource):
     """Numeric columns of a CSV file, parsed by pyarrow's streaming reader.
 
     Parameters
@@ -669,19 +661,10 @@ class CSVSource(Source):
 
     def __init__(self, path, columns=None, chunk_rows: int | None = None, block_size: int = 16 * 2**20,
                  **csv_options):  # fmt: skip
-        super().__init__(chunk_rows)
-        self._path = Path(path)
+        super().__init__(path, chunk_rows)
         self.columns = None if columns is None else list(columns)
         self.block_size = int(block_size)
         self.csv_options = csv_options
-
-    @property
-    def path(self) -> str:
-        return str(self._path.resolve())
-
-    @property
-    def name(self) -> str:
-        return f"'{self._path}'"
 
     @staticmethod
     def _csv():
