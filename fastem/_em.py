@@ -1,81 +1,195 @@
-"""The EM driver: passes, convergence and restarts. No I/O and no numba here.
+"""The EM driver: passes, convergence, restarts and callbacks. No I/O and no numba here.
 
-One iteration is ``params -> executor.accumulate(params) -> stats.to_params``.
-The executor decides where rows come from (memory, disk, a cluster); the
-driver only sees sufficient statistics. By the free-energy argument the mean
-log-likelihood recorded at each E-step never decreases (up to rounding), except
-on an iteration that re-seeds an emptied component.
+One iteration is ``params -> accumulate(params) -> m_step(stats)``. The
+executor's ``accumulate`` decides where rows come from (memory, disk, a
+cluster) and the family's ``m_step`` what the statistics mean; the driver only
+sees statistics with a ``mean_log_likelihood``. By the free-energy argument the
+mean log-likelihood recorded at each E-step never decreases (up to rounding),
+except on an iteration that re-seeds an emptied component.
+
+Everything that watches a fit (verbose lines, progress bars, checkpoint
+writes, the user's ``callbacks=``) is a callback: an object with any of the
+methods of :class:`Callback`, or a plain callable, which is called like
+``on_iteration``. The driver owns the loop; nothing wraps or patches it.
 """
 
 from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from ._stats import GaussianParams
+from .families.base import DegenerateComponentWarning
 
-
-class DegenerateComponentWarning(UserWarning):
-    """A mixture component lost all its responsibility mass and was re-seeded."""
+__all__ = ["Callback", "DegenerateComponentWarning", "EMRun", "Iteration", "fit_restarts", "run_em"]
 
 
 @dataclass
 class EMRun:
     """Outcome of one EM run from one initialisation."""
 
-    params: GaussianParams
+    params: Any
     n_iter: int
     converged: bool
     lower_bound: float
     lower_bounds: list[float] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Iteration:
+    """What a callback learns after each EM iteration.
+
+    Attributes
+    ----------
+    init : int
+        Index of the initialisation (restart) this run belongs to.
+    n_iter : int
+        Iterations done in this run, this one included.
+    lower_bound : float
+        Mean log-likelihood at the E-step of this iteration.
+    change : float
+        ``lower_bound`` minus the previous iteration's (``inf`` at the first).
+    params : object
+        The family's parameters after this iteration's M-step.
+    lower_bounds : list of float
+        Every ``lower_bound`` of this run so far.
+    """
+
+    init: int
+    n_iter: int
+    lower_bound: float
+    change: float
+    params: Any
+    lower_bounds: list[float]
+
+
+class Callback:
+    """Hooks of the driver; subclass and override any of them (all do nothing here)."""
+
+    def on_run_start(self, init: int, params: Any, lower_bounds: list[float]) -> None:
+        """A run starts (or resumes, then ``lower_bounds`` holds its history) from ``params``."""
+
+    def on_iteration(self, iteration: Iteration) -> None:
+        """An iteration finished."""
+
+    def on_run_end(self, init: int, run: EMRun, best: EMRun) -> None:
+        """A run ended; ``best`` is the best run so far, this one included."""
+
+
+class _Plain(Callback):
+    def __init__(self, function: Callable[[Iteration], Any]):
+        self.function = function
+
+    def on_iteration(self, iteration: Iteration) -> None:
+        self.function(iteration)
+
+
+def as_callbacks(callbacks: Iterable | Callable | None) -> list:
+    """A list of callback objects from None, one callback, or several (plain callables wrapped)."""
+    if callbacks is None:
+        return []
+    if callable(callbacks) and not isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    elif isinstance(callbacks, Callback):
+        callbacks = [callbacks]
+    out = []
+    for cb in callbacks:
+        if isinstance(cb, Callback) or any(
+            hasattr(cb, h) for h in ("on_run_start", "on_iteration", "on_run_end")
+        ):
+            out.append(cb)
+        elif callable(cb):
+            out.append(_Plain(cb))
+        else:
+            raise TypeError(
+                f"callbacks must be callables or objects with on_iteration / on_run_start / on_run_end "
+                f"methods, got {type(cb).__name__}."
+            )
+    return out
+
+
+def _call(callbacks: Sequence, hook: str, *args) -> None:
+    for cb in callbacks:
+        method = getattr(cb, hook, None)
+        if method is not None:
+            method(*args)
+
+
+class VerboseLines(Callback):
+    """scikit-learn's verbose output: the initialisation, every ``interval`` iterations, the result."""
+
+    def __init__(self, verbose: int, interval: int):
+        self.verbose = verbose
+        self.interval = interval
+        self.tic = time.perf_counter()
+
+    def on_run_start(self, init: int, params: Any, lower_bounds: list[float]) -> None:
+        print(f"Initialization {init}")
+        self.tic = time.perf_counter()
+
+    def on_iteration(self, it: Iteration) -> None:
+        if it.n_iter % self.interval:
+            return
+        if self.verbose >= 2:
+            now = time.perf_counter()
+            print(f"  Iteration {it.n_iter}\t time lapse {now - self.tic:.5f}s\t ll change {it.change:.5f}")
+            self.tic = now
+        else:
+            print(f"  Iteration {it.n_iter}")
+
+    def on_run_end(self, init: int, run: EMRun, best: EMRun) -> None:
+        if run.n_iter > 0 or run.lower_bounds:
+            state = "converged" if run.converged else "did not converge"
+            print(f"Initialization {state}. lower bound {run.lower_bound:.5f}.")
+
+
 def run_em(
     accumulate: Callable,
-    params: GaussianParams,
+    m_step: Callable,
+    params: Any,
     *,
     tol: float,
     max_iter: int,
-    reg_covar: float,
     lower_bound: float = -np.inf,
-    verbose: int = 0,
-    verbose_interval: int = 10,
-    on_iteration: Callable | None = None,
+    history: Sequence[float] = (),
+    init: int = 0,
+    callbacks: Sequence = (),
 ) -> EMRun:
-    """Iterate E-step + M-step from ``params`` until |change| < tol or max_iter.
+    """Iterate E-step + M-step from ``params`` until |change| < tol or ``max_iter`` iterations.
 
-    ``accumulate(params)`` returns the :class:`SufficientStats` of one pass.
-    ``lower_bound`` is the starting value (``-inf``, or the previous lower bound
-    with ``warm_start``), as in scikit-learn.
+    ``accumulate(params)`` returns the statistics of one pass, ``m_step(stats)``
+    the new parameters and the emptied components. ``lower_bound`` is the
+    starting value (``-inf``, or the previous lower bound with ``warm_start``),
+    as in scikit-learn. ``history`` holds the lower bounds of iterations
+    already done by this run (a resumed checkpoint): they count towards
+    ``max_iter``.
     """
-    lower_bounds: list[float] = []
+    lower_bounds = list(history)
     converged = False
-    n_iter = 0
-    tic = time.perf_counter()
-    for n_iter in range(1, max_iter + 1):
+    n_iter = len(lower_bounds)
+    if lower_bounds:
+        lower_bound = lower_bounds[-1]
+    for n_iter in range(len(lower_bounds) + 1, max_iter + 1):
         previous = lower_bound
         stats = accumulate(params)
         lower_bound = stats.mean_log_likelihood
-        params, emptied = stats.to_params(reg_covar)
+        params, emptied = m_step(stats)
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
-        if on_iteration is not None:
-            on_iteration(n_iter, lower_bound, change)
-        if verbose >= 2 and n_iter % verbose_interval == 0:
-            now = time.perf_counter()
-            print(f"  Iteration {n_iter}\t time lapse {now - tic:.5f}s\t ll change {change:.5f}")
-            tic = now
-        elif verbose == 1 and n_iter % verbose_interval == 0:
-            print(f"  Iteration {n_iter}")
+        _call(
+            callbacks,
+            "on_iteration",
+            Iteration(init, n_iter, lower_bound, change, params, list(lower_bounds)),
+        )
         if emptied:
             warnings.warn(
                 f"Components {emptied} lost all responsibility mass at iteration {n_iter}; "
                 f"component {emptied[0]} was re-seeded at the worst-explained sample "
-                "with the pooled covariance. Consider fewer components.",
+                "with the pooled parameters of the others. Consider fewer components.",
                 DegenerateComponentWarning,
                 stacklevel=3,
             )
@@ -97,45 +211,46 @@ def better_run(best: EMRun | None, run: EMRun) -> EMRun:
     return best
 
 
-def report_run(run: EMRun) -> None:
-    """The verbose line printed at the end of each initialisation."""
-    state = "converged" if run.converged else "did not converge"
-    print(f"Initialization {state}. lower bound {run.lower_bound:.5f}.")
+@dataclass
+class Resume:
+    """Where a checkpointed fit stopped: the next initialisation and the run in progress."""
+
+    first_init: int = 0
+    best: EMRun | None = None
+    params: Any = None  #: parameters of the run in progress (None: start ``first_init`` afresh)
+    lower_bounds: list[float] = field(default_factory=list)
 
 
 def fit_restarts(
     accumulate: Callable,
-    initialise: Callable[[int], GaussianParams],
+    m_step: Callable,
+    initialise: Callable[[int], Any],
     *,
     n_init: int,
     tol: float,
     max_iter: int,
-    reg_covar: float,
     start_lower_bound: float = -np.inf,
-    verbose: int = 0,
-    verbose_interval: int = 10,
+    callbacks: Sequence = (),
+    resume: Resume | None = None,
 ) -> EMRun:
     """Run EM from ``n_init`` initialisations and keep the best lower bound."""
-    best: EMRun | None = None
-    for init in range(n_init):
-        if verbose:
-            print(f"Initialization {init}")
-        params = initialise(init)
+    resume = resume or Resume()
+    best = resume.best
+    for init in range(resume.first_init, n_init):
+        if resume.params is not None:
+            params, history = resume.params, list(resume.lower_bounds)
+            resume = Resume()
+        else:
+            params, history = initialise(init), []
+        _call(callbacks, "on_run_start", init, params, list(history))
         if max_iter == 0:
             run = EMRun(params, 0, False, -np.inf, [])
         else:
             run = run_em(
-                accumulate,
-                params,
-                tol=tol,
-                max_iter=max_iter,
-                reg_covar=reg_covar,
-                lower_bound=start_lower_bound,
-                verbose=verbose,
-                verbose_interval=verbose_interval,
-            )
-            if verbose:
-                report_run(run)
+                accumulate, m_step, params, tol=tol, max_iter=max_iter, lower_bound=start_lower_bound,
+                history=history, init=init, callbacks=callbacks,
+            )  # fmt: skip
         best = better_run(best, run)
+        _call(callbacks, "on_run_end", init, run, best)
     assert best is not None
     return best

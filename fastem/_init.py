@@ -1,8 +1,8 @@
-"""Initial parameters: k-means (k-means++ seeding + Lloyd), k-means++, random, from data.
+"""Initial responsibilities: k-means (k-means++ seeding + Lloyd), k-means++, random, from data.
 
-Every method yields responsibilities (hard or soft) whose weighted moments
-give the initial parameters, as in scikit-learn; the user's ``*_init`` arrays
-then override the corresponding parts. All randomness comes from one
+Every method yields responsibilities (hard or soft); each family turns their
+weighted statistics into initial parameters (its M-step), as in scikit-learn,
+and the user's ``*_init`` arrays then override the corresponding parts. All randomness comes from one
 ``numpy.random.RandomState``, so a fit is reproducible from ``random_state``.
 Memory: O(n_samples) for the k-means distances and labels, plus chunks of
 ``_CHUNK`` rows; never an N x K array.
@@ -14,14 +14,8 @@ import math
 
 import numpy as np
 
-from ._kernels._config import BLOCK_ROWS, COV_CODES
-from ._kernels.seeding import (
-    _candidate_potentials,
-    _lloyd_step,
-    _responsibility_moments,
-    _update_closest,
-)
-from ._stats import GaussianParams, SufficientStats, precisions_cholesky_from_precisions
+from ._kernels._config import BLOCK_ROWS
+from ._kernels.seeding import _candidate_potentials, _lloyd_step, _update_closest
 
 _CHUNK = 16 * BLOCK_ROWS
 _NO_F64 = np.empty(0)
@@ -128,47 +122,6 @@ def lloyd(
     return centers, labels
 
 
-def _moments_from_responsibilities(
-    X: np.ndarray,
-    sample_weight: np.ndarray | None,
-    resp_chunks,
-    covariance_type: str,
-    n_components: int,
-    shift: np.ndarray | None,
-) -> SufficientStats:
-    """Sufficient statistics from responsibilities given chunk by chunk.
-
-    ``resp_chunks(start, stop)`` returns the (stop - start, K) responsibilities.
-    Without a ``shift`` a first pass finds the weighted means to shift around.
-    The sums run in a numba kernel with ordered block partials, so that the
-    same rows give bitwise the same initial parameters wherever they sit in
-    memory (in memory, a reservoir sample, a worker's chunk).
-    """
-    n_samples, n_features = X.shape
-    sw = _NO_F64 if sample_weight is None else sample_weight
-    code = COV_CODES[covariance_type]
-    if shift is None:
-        x0 = np.tile(np.asarray(X[0], dtype=np.float64), (n_components, 1))
-        first = SufficientStats.zeros("diag", x0)
-        for start in range(0, n_samples, _CHUNK):
-            stop = min(n_samples, start + _CHUNK)
-            _responsibility_moments(
-                X[start:stop], sw[start:stop] if sw.size else _NO_F64, resp_chunks(start, stop),
-                x0, COV_CODES["diag"], first.R, first.S1, first.S2,
-            )  # fmt: skip
-        shift = x0 + first.S1 / np.maximum(first.R, np.finfo(np.float64).tiny)[:, None]
-    stats = SufficientStats.zeros(covariance_type, shift)
-    for start in range(0, n_samples, _CHUNK):
-        stop = min(n_samples, start + _CHUNK)
-        _responsibility_moments(
-            X[start:stop], sw[start:stop] if sw.size else _NO_F64, resp_chunks(start, stop),
-            stats.shift, code, stats.R, stats.S1, stats.S2,
-        )  # fmt: skip
-        stats.scalars[1] += (stop - start) if sample_weight is None else sample_weight[start:stop].sum()
-        stats.scalars[3] += stop - start
-    return stats
-
-
 def _one_hot(labels: np.ndarray, n_components: int):
     def chunk(start: int, stop: int) -> np.ndarray:
         resp = np.zeros((stop - start, n_components))
@@ -203,51 +156,56 @@ def _uniform_random(random_state: np.random.RandomState, n_components: int, n_sa
     return chunk
 
 
-def initial_params(
+def responsibility_chunks(
     X: np.ndarray,
     sample_weight: np.ndarray | None,
-    *,
     n_components: int,
-    covariance_type: str,
     init_params: str,
-    reg_covar: float,
     random_state: np.random.RandomState,
-    weights_init: np.ndarray | None = None,
-    means_init: np.ndarray | None = None,
-    precisions_init: np.ndarray | None = None,
-) -> GaussianParams:
-    """Initial parameters for one EM run (the ``*_init`` arrays take precedence)."""
-    if weights_init is not None and means_init is not None and precisions_init is not None:
-        return GaussianParams(
-            covariance_type,
-            np.asarray(weights_init, dtype=np.float64).copy(),
-            np.array(means_init, dtype=np.float64),
-            precisions_cholesky_from_precisions(precisions_init, covariance_type),
-        )
+):
+    """Initial responsibilities as a chunk function, and the centres they came from.
+
+    Returns ``(resp_chunks, centers)``: ``resp_chunks(start, stop)`` gives the
+    (stop - start, K) responsibilities of those rows (hard for the k-means and
+    seed methods, soft for "random"); ``centers`` is (K, D) float64, or None
+    for "random". Families turn these into their initial statistics.
+    """
     n_samples = X.shape[0]
-    shift = None
     if init_params == "kmeans":
         seeds = kmeans_plusplus(X, sample_weight, n_components, random_state)
         centers, labels = lloyd(X, sample_weight, np.asarray(X[seeds], dtype=np.float64))
-        resp_chunks, shift = _one_hot(labels, n_components), centers
-    elif init_params == "k-means++":
+        return _one_hot(labels, n_components), centers
+    if init_params == "k-means++":
         seeds = kmeans_plusplus(X, sample_weight, n_components, random_state)
-        resp_chunks, shift = _from_indices(seeds, n_components), np.asarray(X[seeds], dtype=np.float64)
-    elif init_params == "random_from_data":
+        return _from_indices(seeds, n_components), np.asarray(X[seeds], dtype=np.float64)
+    if init_params == "random_from_data":
         p = None if sample_weight is None else sample_weight / sample_weight.sum()
         seeds = random_state.choice(n_samples, size=n_components, replace=False, p=p)
-        resp_chunks, shift = _from_indices(seeds, n_components), np.asarray(X[seeds], dtype=np.float64)
-    else:  # "random"
-        resp_chunks = _uniform_random(random_state, n_components, n_samples)
-    stats = _moments_from_responsibilities(
-        X, sample_weight, resp_chunks, covariance_type, n_components, shift
-    )
-    params, _ = stats.to_params(reg_covar)
-    if weights_init is not None:
-        params.weights = np.asarray(weights_init, dtype=np.float64).copy()
-    if means_init is not None:
-        params.means = np.array(means_init, dtype=np.float64)
-    if precisions_init is not None:
-        params.precisions_cholesky = precisions_cholesky_from_precisions(precisions_init, covariance_type)
-        params.covariances = None
-    return params
+        return _from_indices(seeds, n_components), np.asarray(X[seeds], dtype=np.float64)
+    return _uniform_random(random_state, n_components, n_samples), None  # "random"
+
+
+def responsibility_sums(
+    X: np.ndarray, sample_weight: np.ndarray | None, resp_chunks, n_components: int
+) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """(R, S1, weight sum, rows): R_k = sum w r_ik and raw S1_k = sum w r_ik x_i from given responsibilities.
+
+    The first-moment statistics of the linear exponential families, summed in a
+    numba kernel with ordered block partials (reproducible wherever the rows sit).
+    """
+    from ._kernels.seeding import _responsibility_moments
+
+    n_samples, n_features = X.shape
+    sw = _NO_F64 if sample_weight is None else sample_weight
+    origin = np.zeros((n_components, n_features))
+    R = np.zeros(n_components)
+    S1 = np.zeros((n_components, n_features))
+    S2 = np.zeros((n_components, 1, n_features))
+    for start in range(0, n_samples, _CHUNK):
+        stop = min(n_samples, start + _CHUNK)
+        _responsibility_moments(
+            X[start:stop], sw[start:stop] if sw.size else _NO_F64, resp_chunks(start, stop),
+            origin, 2, R, S1, S2,
+        )  # fmt: skip
+    weight_sum = float(n_samples if sample_weight is None else sample_weight.sum())
+    return R, S1, weight_sum, n_samples

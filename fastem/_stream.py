@@ -26,11 +26,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._executor import FitPlan, accumulate_chunk
-from ._kernels._config import COV_CODES
-from ._kernels.gaussian import _first_nonfinite
-from ._stats import GaussianParams, SufficientStats
+from ._executor import FitPlan
 from ._threads import thread_limit
+from ._validate import WEIGHTS_SUM_TO_ZERO, check_n_features, check_weight_chunk, invalid_message
+from .families.base import NO_F64, NO_I64, NO_RESP
 from .sources import FINGERPRINT_ROWS, ArraySource, Source, _hash_rows, as_source
 
 #: Chunk buffers per source: one being filled, one queued, one in the kernel.
@@ -119,25 +118,20 @@ def _progress_bar(total: int | None, desc: str, verbose: int):
     return tqdm(total=total, desc=desc, unit="rows", unit_scale=True, leave=False, file=sys.stderr)
 
 
-def check_finite_chunk(source: Source, chunk: np.ndarray, start: int) -> None:
-    """Raise a ValueError naming the global row, the column and the source of a NaN/inf."""
-    flat = _first_nonfinite(chunk)
-    if flat >= 0:
-        row, col = divmod(int(flat), chunk.shape[1])
-        kind = "NaN" if np.isnan(chunk[row, col]) else "infinity"
-        raise ValueError(
-            f"{source.name} contains {kind} at row {start + row}, column {col} (the first "
-            "non-finite value). Remove or impute NaN and inf values before calling fastem."
-        )
+def check_chunk(family, source: Source, chunk: np.ndarray, start: int) -> None:
+    """Raise a ValueError naming the source, the global row and the column of a value ``family`` refuses."""
+    problem = family.first_invalid(chunk)
+    if problem is not None:
+        raise ValueError(invalid_message(source.name, problem, start))
 
 
 def iter_chunks(
-    source: Source, *, verbose: int = 0, desc: str = "pass", check: bool = True
+    source: Source, *, verbose: int = 0, desc: str = "pass", family=None
 ) -> Iterator[tuple[int, np.ndarray]]:
-    """``(first_row, chunk)`` over a source, prefetched, each chunk checked for NaN/inf.
+    """``(first_row, chunk)`` over a source, prefetched; each chunk checked by ``family`` if given.
 
-    Raises ``ValueError`` naming the global row index for a non-finite value
-    (unless ``check=False``: the caller then detects them more cheaply), and
+    Raises ``ValueError`` naming the global row index for a value the family
+    refuses (without ``family`` the caller detects them more cheaply), and
     when the source yields a different number of rows than it announced.
     """
     source.open()
@@ -145,8 +139,8 @@ def iter_chunks(
     start = 0
     try:
         for chunk in _Prefetcher(source, _buffers(source)):
-            if check:
-                check_finite_chunk(source, chunk, start)
+            if family is not None:
+                check_chunk(family, source, chunk, start)
             yield start, chunk
             start += chunk.shape[0]
             if bar is not None:
@@ -183,18 +177,6 @@ def _weights_for(sw: np.ndarray | None, start: int, n: int) -> np.ndarray | None
     return np.array(sw[start : start + n], dtype=np.float64, order="C")
 
 
-def _check_weight_chunk(w: np.ndarray, start: int) -> float:
-    if not np.all(np.isfinite(w)):
-        bad = int(np.flatnonzero(~np.isfinite(w))[0])
-        raise ValueError(f"sample_weight contains NaN or infinity at row {start + bad}.")
-    if np.any(w < 0):
-        bad = int(np.flatnonzero(w < 0)[0])
-        raise ValueError(
-            f"sample_weight contains a negative value at row {start + bad}: weights must be >= 0."
-        )
-    return float(w.sum())
-
-
 # ---------------------------------------------------------------- first pass
 @dataclass
 class ScanResult:
@@ -206,7 +188,9 @@ class ScanResult:
     fingerprint: dict
 
 
-def scan(source: Source, sample_weight, capacity: int, random_state, *, verbose: int = 0) -> ScanResult:
+def scan(
+    source: Source, sample_weight, capacity: int, random_state, *, verbose: int = 0, family=None
+) -> ScanResult:
     """One pass: validate every chunk, draw a uniform reservoir sample, fingerprint the data.
 
     Reservoir sampling (Vitter's algorithm R): the first ``capacity`` rows are
@@ -232,7 +216,7 @@ def scan(source: Source, sample_weight, capacity: int, random_state, *, verbose:
     head = tail = ""
     total_w = 0.0
     n_seen = 0
-    for start, chunk in iter_chunks(source, verbose=verbose, desc="scan"):
+    for start, chunk in iter_chunks(source, verbose=verbose, desc="scan", family=family):
         m = chunk.shape[0]
         if sw is not None:
             if start + m > sw.shape[0]:
@@ -240,7 +224,7 @@ def scan(source: Source, sample_weight, capacity: int, random_state, *, verbose:
                     f"sample_weight has {sw.shape[0]} entries, but {source.name} has more rows: "
                     "pass one weight per sample."
                 )
-            total_w += _check_weight_chunk(_weights_for(sw, start, m), start)
+            total_w += check_weight_chunk(_weights_for(sw, start, m), start)
         if start == 0:
             head = _hash_rows(chunk[:FINGERPRINT_ROWS])
         tail = _hash_rows(chunk[-FINGERPRINT_ROWS:])
@@ -273,7 +257,7 @@ def scan(source: Source, sample_weight, capacity: int, random_state, *, verbose:
                 "pass one weight per sample."
             )
         if not total_w > 0:
-            raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
+            raise ValueError(WEIGHTS_SUM_TO_ZERO)
     sample, index = sample[:filled], index[:filled]
     sample_w = None if sw is None else np.ascontiguousarray(sw[index], dtype=np.float64)
     fingerprint = {
@@ -297,25 +281,25 @@ class StreamExecutor:
     its change, seconds.
     """
 
-    def __init__(self, source: Source, sample_weight, n_samples: int, *, verbose: int = 0):
+    def __init__(self, source: Source, sample_weight, n_samples: int, family, *, verbose: int = 0):
         self.source = source
         self.sample_weight = _weight_array(sample_weight)
         self.n_samples = n_samples
         self.n_features = source.n_features
+        self.family = family
         self.verbose = verbose
         self.fingerprint: dict = {}
-        self.start_run()
+        self.on_run_start(0, None, [])
 
-    def start_run(self, n_iter: int = 0, lower_bound: float = -np.inf) -> None:
-        """Reset the iteration counter printed in progress lines (a new initialisation)."""
-        self._iteration = n_iter
-        self._previous = lower_bound
+    def on_run_start(self, init: int, params, lower_bounds: list[float]) -> None:
+        """Driver callback: a (re)started run resets the iteration counter of the progress lines."""
+        self._iteration = len(lower_bounds)
+        self._previous = lower_bounds[-1] if lower_bounds else -np.inf
 
-    def accumulate(self, params: GaussianParams) -> SufficientStats:
-        """One fused E-step + moment pass over every chunk, in row order."""
-        stats = SufficientStats.zeros(params.covariance_type, params.means)
-        packed = params.packed()
-        code = stats.cov_code
+    def accumulate(self, params):
+        """One fused E-step + statistics pass over every chunk, in row order."""
+        family = self.family
+        stats = family.zero_stats(params)
         tic = time.perf_counter()
         self._iteration += 1
         desc = f"iteration {self._iteration}"
@@ -323,11 +307,11 @@ class StreamExecutor:
         # since) shows up as a non-finite log-likelihood sum, which costs nothing to
         # test; only then is the chunk scanned to name the row (a full scan per
         # chunk would cost about 20% of a diagonal-covariance pass).
-        for start, chunk in iter_chunks(self.source, verbose=self.verbose, desc=desc, check=False):
+        for start, chunk in iter_chunks(self.source, verbose=self.verbose, desc=desc):
             sw = _weights_for(self.sample_weight, start, chunk.shape[0])
-            accumulate_chunk(chunk, sw, packed, stats, start, code)
-            if not np.isfinite(stats.scalars[0]):
-                check_finite_chunk(self.source, chunk, start)
+            family.accumulate(chunk, sw, params, stats, start)
+            if not np.isfinite(stats.loglik_sum):
+                check_chunk(family, self.source, chunk, start)
         if self.verbose >= 1:
             seconds = time.perf_counter() - tic
             ll = stats.mean_log_likelihood
@@ -340,14 +324,31 @@ class StreamExecutor:
         return stats
 
 
-def plan_fit(estimator, X, sample_weight) -> FitPlan:
+@dataclass
+class PlanRequest:
+    """What planning a fit needs to know besides the data: read from the estimator, never written."""
+
+    family: object
+    n_components: int
+    random_state: object
+    verbose: int = 0
+    n_jobs: int | None = None
+    init_sample_size: int | None = None
+    #: ``check_parameters(n_features)``: hyper-parameter checks, run before the first pass
+    check_parameters: object = None
+
+
+def plan_fit(X, sample_weight, request: PlanRequest) -> FitPlan:
     """Open and validate the source, scan it once (sample + checks), return the plan."""
     source = as_source(X)
-    estimator._check_parameters(source.n_features)  # bad parameters fail before the scan
-    verbose = int(estimator.verbose)
-    capacity = int(getattr(estimator, "init_sample_size", 100_000))
-    result = scan(source, sample_weight, capacity, estimator.random_state, verbose=verbose)
-    executor = StreamExecutor(source, sample_weight, result.n_samples, verbose=verbose)
+    if request.check_parameters is not None:
+        request.check_parameters(source.n_features)  # bad parameters fail before the scan
+    capacity = int(request.init_sample_size or 100_000)
+    result = scan(source, sample_weight, capacity, request.random_state, verbose=request.verbose,
+                  family=request.family)  # fmt: skip
+    executor = StreamExecutor(
+        source, sample_weight, result.n_samples, request.family, verbose=request.verbose
+    )
     executor.fingerprint = result.fingerprint
     return FitPlan(executor, result.sample, result.sample_weight, result.n_samples, source.n_features, None)
 
@@ -449,15 +450,9 @@ def score_source(
     if not getattr(X, "_is_fastem_source", False) and isinstance(X, np.ndarray):
         X = ArraySource(X)
     source = as_source(X)
-    expected = estimator.n_features_in_
-    if source.n_features != expected:
-        raise ValueError(
-            f"{source.name} has {source.n_features} features, but {type(estimator).__name__} is "
-            f"expecting {expected} features as input."
-        )
+    check_n_features(source.n_features, estimator.n_features_in_, type(estimator).__name__, source.name)
     params = estimator._params()
-    packed = params.packed()
-    code = COV_CODES[params.covariance_type]
+    family = estimator._family()
     K = params.n_components
     wanted = [name for name, flag in (("logprob", logprob), ("label", label), ("resp", resp)) if flag]
     if out is not None and len(wanted) != 1:
@@ -467,9 +462,9 @@ def score_source(
     if mean:
         logprob = True
     chunk_out = {
-        "logprob": np.empty(rows) if logprob else np.empty(0),
-        "label": np.empty(rows, dtype=np.int64) if label else np.empty(0, dtype=np.int64),
-        "resp": np.empty((rows, K)) if resp else np.empty((0, 0)),
+        "logprob": np.empty(rows) if logprob else NO_F64,
+        "label": np.empty(rows, dtype=np.int64) if label else NO_I64,
+        "resp": np.empty((rows, K)) if resp else NO_RESP,
     }
     writer = NpyWriter(out, *specs[wanted[0]]) if out is not None else None
     results: dict[str, list | np.ndarray] = {}
@@ -482,11 +477,12 @@ def score_source(
     n_rows = 0
     try:
         with thread_limit(estimator.n_jobs):
-            for start, chunk in iter_chunks(source, verbose=int(estimator.verbose), desc="scoring"):
+            for start, chunk in iter_chunks(source, verbose=int(estimator.verbose), desc="scoring",
+                                            family=family):  # fmt: skip
                 m = chunk.shape[0]
                 views = {k: v[:m] if v.size else v for k, v in chunk_out.items()}
-                accumulate_chunk(chunk, None, packed, None, start, code,
-                                 views["logprob"], views["label"], views["resp"])  # fmt: skip
+                family.accumulate(chunk, None, params, None, start,
+                                  views["logprob"], views["label"], views["resp"])  # fmt: skip
                 if mean:
                     total += float(views["logprob"].sum())
                 n_rows += m

@@ -1,6 +1,6 @@
 """Resumable fits: the state after every complete pass, written atomically.
 
-``GaussianMixture.fit(..., checkpoint=path)`` writes, after each pass, an
+``fit(..., checkpoint=path)`` writes, after each pass, an
 ``.npz`` file (arrays only, loaded with ``allow_pickle=False``) holding the
 parameters, the history of the run, the random generator's state between
 initialisations, and a JSON header with
@@ -29,12 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ._em import EMRun, better_run, report_run, run_em
+from ._em import Callback, EMRun, Resume
 from ._executor import ArrayExecutor
-from ._stats import GaussianParams, SufficientStats
 
 FORMAT = "fastem-checkpoint"
-VERSION = 1
+VERSION = 2
 
 #: parameters that do not change the fitted result
 _IGNORED_PARAMS = {"verbose", "verbose_interval", "n_jobs"}
@@ -53,6 +52,12 @@ def _hash_array(a) -> str:
     for i in range(0, flat.shape[0], step):  # chunked: a memmap is never loaded whole
         h.update(np.ascontiguousarray(flat[i : i + step]).view(np.uint8))
     return h.hexdigest()
+
+
+def params_hash(family, params) -> str:
+    """One hash of every parameter array (a warm start's starting point)."""
+    arrays = family.param_arrays(params)
+    return _hash_array(np.concatenate([np.ravel(arrays[k]) for k in sorted(arrays)]))
 
 
 def data_fingerprint(executor, sample_weight) -> dict:
@@ -144,25 +149,12 @@ def check(path, meta: dict, data_fp: dict, config_fp: dict) -> None:
         )
 
 
-def _params_arrays(prefix: str, params: GaussianParams) -> dict[str, np.ndarray]:
-    # covariances are saved as computed by the M-step: recomputing them from the
-    # precisions would round differently and break bitwise resumption
-    out = {f"{prefix}weights": params.weights, f"{prefix}means": params.means,
-           f"{prefix}prec_chol": params.precisions_cholesky}  # fmt: skip
-    if params.covariances is not None:
-        out[f"{prefix}cov"] = np.asarray(params.covariances)
-    return out
+def _prefixed(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {prefix + name: np.asarray(a) for name, a in arrays.items()}
 
 
-def _params_from(prefix: str, arrays: dict, kind: str) -> GaussianParams:
-    cov = arrays.get(f"{prefix}cov")
-    return GaussianParams(
-        kind,
-        arrays[f"{prefix}weights"].copy(),
-        arrays[f"{prefix}means"].copy(),
-        arrays[f"{prefix}prec_chol"].copy(),
-        None if cov is None else cov.copy(),
-    )
+def _unprefixed(prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {name[len(prefix) :]: a for name, a in arrays.items() if name.startswith(prefix)}
 
 
 def _rng_arrays(random_state: np.random.RandomState) -> tuple[dict, dict]:
@@ -175,132 +167,125 @@ def _set_rng(random_state: np.random.RandomState, arrays: dict, meta: dict) -> N
     random_state.set_state((r["name"], arrays["rng_keys"], r["pos"], r["has_gauss"], r["cached"]))
 
 
-def fit_restarts_checkpointed(
-    path,
-    executor,
-    initialise,
-    random_state: np.random.RandomState,
-    *,
-    covariance_type: str,
-    data_fp: dict,
-    config_fp: dict,
-    n_init: int,
-    tol: float,
-    max_iter: int,
-    reg_covar: float,
-    start_lower_bound: float = -np.inf,
-    verbose: int = 0,
-    verbose_interval: int = 10,
-) -> EMRun:
-    """``fit_restarts`` that saves its state after every pass and resumes from ``path``."""
-    saved = load(path)
-    meta: dict = {"format": FORMAT, "version": VERSION, "algorithm": "batch",
-                  "data": data_fp, "config": config_fp}  # fmt: skip
-    best: EMRun | None = None
-    first_init, resume = 0, None
-    if saved is not None:
-        old_meta, arrays = saved
-        check(path, old_meta, data_fp, config_fp)
-        if old_meta["best"] is not None:
-            b = old_meta["best"]
-            best = EMRun(_params_from("best_", arrays, covariance_type), b["n_iter"], b["converged"],
-                         b["lower_bound"], b["lower_bounds"])  # fmt: skip
-        if old_meta["status"] == "done":
-            assert best is not None
-            return best
-        first_init = old_meta["init"]
-        if old_meta["lower_bounds"] is not None:  # a run in progress (else: start this init afresh)
-            resume = (_params_from("cur_", arrays, covariance_type), old_meta["lower_bounds"])
-        _set_rng(random_state, arrays, old_meta)
+class OnlineResume:
+    """Where a checkpointed online fit stopped."""
 
-    def write(init: int, params: GaussianParams | None, lbs: list[float] | None, status: str) -> None:
+    def __init__(self, params, state, passes_done: int, lower_bounds: list, done: bool, converged: bool):
+        self.params, self.state, self.passes_done = params, state, passes_done
+        self.lower_bounds, self.done = lower_bounds, done
+        self.run = EMRun(params, len(lower_bounds), converged, lower_bounds[-1] if lower_bounds else -np.inf,
+                         lower_bounds)  # fmt: skip
+
+
+class Checkpoint:
+    """One checkpoint file of one fit: reads what a previous run left, writes after every pass.
+
+    The batch fit gets its writer as a driver callback (:meth:`batch_writer`);
+    the online fit calls :meth:`write_online` after every pass.
+    """
+
+    def __init__(self, path, family, *, data: dict, config: dict, verbose: int = 0):
+        self.path = Path(path)
+        self.family = family
+        config = {**config, "family": family.name, **{f"family_{k}": v for k, v in family.config.items()}}
+        self.meta = {"format": FORMAT, "version": VERSION, "data": data, "config": config}
+        self.verbose = verbose
+
+    def _saved(self):
+        saved = load(self.path)
+        if saved is not None:
+            check(self.path, saved[0], self.meta["data"], self.meta["config"])
+        return saved
+
+    # ---------------------------------------------------------------- batch EM with restarts
+    def resume_batch(self, random_state: np.random.RandomState) -> Resume | None:
+        """The restart loop's resume point (and ``random_state`` set as it was), or None."""
+        saved = self._saved()
+        if saved is None:
+            return None
+        meta, arrays = saved
+        resume = Resume(first_init=meta["init"])
+        if meta["best"] is not None:
+            b = meta["best"]
+            best_params = self.family.params_from_arrays(_unprefixed("best_", arrays))
+            resume.best = EMRun(best_params, b["n_iter"], b["converged"], b["lower_bound"], b["lower_bounds"])
+        if meta["status"] == "done":
+            resume.first_init = 1 << 30
+            return resume
+        if meta["lower_bounds"] is not None:  # a run in progress (else: start this init afresh)
+            resume.params = self.family.params_from_arrays(_unprefixed("cur_", arrays))
+            resume.lower_bounds = list(meta["lower_bounds"])
+        _set_rng(random_state, arrays, meta)
+        if self.verbose:
+            print(f"Resuming from checkpoint '{self.path}': initialization {resume.first_init}, "
+                  f"after {len(resume.lower_bounds)} iterations.", flush=True)  # fmt: skip
+        return resume
+
+    def _write_batch(self, random_state, init: int, params, lbs, status: str, best: EMRun | None) -> None:
         rng_arrays, rng_meta = _rng_arrays(random_state)
+        arrays = dict(rng_arrays)
+        if params is not None:
+            arrays.update(_prefixed("cur_", self.family.param_arrays(params)))
         best_meta = None
-        arrays = {**rng_arrays, **(_params_arrays("cur_", params) if params is not None else {})}
         if best is not None:
             best_meta = {"n_iter": best.n_iter, "converged": best.converged,
                          "lower_bound": best.lower_bound, "lower_bounds": best.lower_bounds}  # fmt: skip
-            arrays.update(_params_arrays("best_", best.params))
-        save(path, {**meta, "init": init, "status": status, "lower_bounds": lbs, "best": best_meta,
-                    "rng": rng_meta}, arrays)  # fmt: skip
+            arrays.update(_prefixed("best_", self.family.param_arrays(best.params)))
+        meta = {**self.meta, "algorithm": "batch", "init": init, "status": status, "lower_bounds": lbs,
+                "best": best_meta, "rng": rng_meta}  # fmt: skip
+        save(self.path, meta, arrays)
 
-    for init in range(first_init, n_init):
-        if verbose:
-            print(f"Initialization {init}")
-        if resume is not None:
-            params, lbs = resume
-            resume = None
-        else:
-            params, lbs = initialise(init), []
-            write(init, params, lbs, "running")
-        done = len(lbs)
-        history = list(lbs)
-        if hasattr(executor, "start_run"):
-            executor.start_run(done, history[-1] if history else start_lower_bound)
+    def batch_writer(self, random_state: np.random.RandomState, n_init: int) -> Callback:
+        """The driver callback that saves the state after every pass and every finished run."""
+        store = self
 
-        # the state after each pass is saved when the next pass starts from it
-        # (the first pass starts from a state that is already on disk)
-        def accumulate(p: GaussianParams, _init=init, _history=history, _done=done) -> SufficientStats:
-            if len(_history) > _done:
-                write(_init, p, list(_history), "running")
-            return executor.accumulate(p)
+        class _Writer(Callback):
+            best: EMRun | None = None
 
-        def on_iteration(n_iter, lower_bound, change, _history=history) -> None:
-            _history.append(lower_bound)
+            def on_run_start(self, init, params, lower_bounds):
+                if not lower_bounds:  # a fresh run: its starting point (a resumed one is on disk)
+                    store._write_batch(random_state, init, params, [], "running", self.best)
 
-        if max_iter == 0:
-            run = EMRun(params, 0, False, -np.inf, [])
-        elif done >= max_iter:
-            run = EMRun(params, done, False, history[-1], history)
-        else:
-            part = run_em(
-                accumulate, params, tol=tol, max_iter=max_iter - done, reg_covar=reg_covar,
-                lower_bound=history[-1] if history else start_lower_bound,
-                verbose=verbose, verbose_interval=verbose_interval, on_iteration=on_iteration,
-            )  # fmt: skip
-            run = EMRun(part.params, done + part.n_iter, part.converged, part.lower_bound,
-                        list(lbs) + part.lower_bounds)  # fmt: skip
-        if verbose and max_iter > 0:
-            report_run(run)
-        best = better_run(best, run)
-        write(init + 1, None, None, "running" if init + 1 < n_init else "done")
-    assert best is not None
-    return best
+            def on_iteration(self, it):
+                store._write_batch(
+                    random_state, it.init, it.params, list(it.lower_bounds), "running", self.best
+                )
 
+            def on_run_end(self, init, run, best):
+                self.best = best
+                status = "running" if init + 1 < n_init else "done"
+                store._write_batch(random_state, init + 1, None, None, status, best)
 
-def fit_online_checkpointed(path, estimator, executor, initialise, *, data_fp, config_fp, n_passes):
-    """Online fit that saves params + running statistics after every pass, and resumes."""
-    from .online import OnlineState, fit_online
+        writer = _Writer()
+        saved = load(self.path)
+        if saved is not None and saved[0].get("best") is not None:
+            b = saved[0]["best"]
+            writer.best = EMRun(self.family.params_from_arrays(_unprefixed("best_", saved[1])), b["n_iter"],
+                                b["converged"], b["lower_bound"], b["lower_bounds"])  # fmt: skip
+        return writer
 
-    kind = estimator.covariance_type
-    meta = {"format": FORMAT, "version": VERSION, "algorithm": "online", "data": data_fp, "config": config_fp}
-    saved = load(path)
-    state, passes_done, lbs = None, 0, []
-    if saved is not None:
-        old_meta, arrays = saved
-        check(path, old_meta, data_fp, config_fp)
-        params = _params_from("cur_", arrays, kind)
-        passes_done, lbs = old_meta["passes"], old_meta["lower_bounds"]
-        stats = SufficientStats(kind, arrays["s_shift"].copy(), arrays["s_R"].copy(), arrays["s_S1"].copy(),
-                                arrays["s_S2"].copy(), arrays["s_scalars"].copy(),
-                                arrays["s_worst_index"].copy(), arrays["s_worst_x"].copy())  # fmt: skip
-        state = OnlineState(stats, int(old_meta["n_steps"]))
-        if old_meta["status"] == "done":
-            from ._em import EMRun as _Run
+    # ---------------------------------------------------------------- online EM
+    def resume_online(self) -> OnlineResume | None:
+        from .online import OnlineState
 
-            return _Run(params, len(lbs), bool(old_meta["converged"]), lbs[-1], lbs), state
-    else:
-        params = initialise(0)
+        saved = self._saved()
+        if saved is None:
+            return None
+        meta, arrays = saved
+        params = self.family.params_from_arrays(_unprefixed("cur_", arrays))
+        state = OnlineState(self.family.stats_from_arrays(_unprefixed("s_", arrays)), int(meta["n_steps"]),
+                            self.family)  # fmt: skip
+        if self.verbose:
+            print(f"Resuming from checkpoint '{self.path}' after online pass {meta['passes']}.", flush=True)
+        done = meta["status"] == "done"
+        converged = bool(meta.get("converged", False))
+        return OnlineResume(params, state, meta["passes"], list(meta["lower_bounds"]), done, converged)
 
-    def on_pass(done, p, st, history, status="running", converged=False):
-        s = st.stats
-        worst_x = s.worst_x if s.worst_x is not None else np.zeros(p.n_features)
-        arrays = {**_params_arrays("cur_", p), "s_shift": s.shift, "s_R": s.R, "s_S1": s.S1, "s_S2": s.S2,
-                  "s_scalars": s.scalars, "s_worst_index": s.worst_index, "s_worst_x": worst_x}  # fmt: skip
-        save(path, {**meta, "passes": done, "lower_bounds": list(history), "n_steps": st.n_steps,
-                    "status": status, "converged": converged}, arrays)  # fmt: skip
-
-    run, state = fit_online(estimator, executor, params, n_passes=n_passes, on_pass=on_pass,
-                            state=state, passes_done=passes_done, lower_bounds=lbs)  # fmt: skip
-    on_pass(run.n_iter, run.params, state, run.lower_bounds, "done", run.converged)  # mark it finished
-    return run, state
+    def write_online(
+        self, done: int, params, state, history, status: str = "running", converged=False
+    ) -> None:
+        arrays = {**_prefixed("cur_", self.family.param_arrays(params)),
+                  **_prefixed("s_", self.family.stats_arrays(state.stats))}  # fmt: skip
+        meta = {**self.meta, "algorithm": "online", "passes": done, "lower_bounds": list(history),
+                "n_steps": state.n_steps, "status": status, "converged": converged}  # fmt: skip
+        save(self.path, meta, arrays)

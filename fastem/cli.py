@@ -407,46 +407,44 @@ def _check_output(
 
 # ============================================================================ progress and warnings
 @contextlib.contextmanager
-def _em_progress(enabled: bool | None, total: int, desc: str) -> Iterator[None]:
-    """A tqdm bar over EM iterations (stderr), fed by the driver's per-iteration hook.
+def _em_progress(enabled: bool | None, max_iter: int, n_init: int, desc: str) -> Iterator[list]:
+    """A tqdm bar over EM iterations (stderr), as a driver callback the command passes to ``fit``.
 
-    The estimator has no public progress callback, so the driver's ``run_em``
-    is wrapped for the duration of the command; a converged run jumps the bar
-    to the end of its restart.
+    Yields the list of callbacks to pass (empty without tqdm or when disabled);
+    a converged run jumps the bar to the end of its restart.
     """
+    total = max_iter * n_init
     if enabled is False or total == 0:
-        yield
+        yield []
         return
     try:
         from tqdm import tqdm
     except ImportError:
         if enabled:
             print("fastem: warning: --progress needs tqdm: pip install 'fastem[progress]'", file=sys.stderr)
-        yield
+        yield []
         return
-    from . import _em
+    from ._em import Callback
 
-    original = _em.run_em
     bar = tqdm(total=total, desc=desc, unit="it", file=sys.stderr, disable=None if enabled is None else False)
 
-    def run_em(*args, on_iteration=None, **kwargs):
-        start = bar.n
+    class Progress(Callback):
+        start = 0
 
-        def hook(n_iter: int, lower_bound: float, change: float) -> None:
-            bar.set_postfix_str(f"loglik/row {lower_bound:.6g}, change {change:.2g}", refresh=False)
+        def on_run_start(self, init, params, lower_bounds):
+            self.start = init * max_iter
+            bar.update(max(0, self.start + len(lower_bounds) - bar.n))
+
+        def on_iteration(self, it):
+            bar.set_postfix_str(f"loglik/row {it.lower_bound:.6g}, change {it.change:.2g}", refresh=False)
             bar.update(1)
-            if on_iteration is not None:
-                on_iteration(n_iter, lower_bound, change)
 
-        run = original(*args, on_iteration=hook, **kwargs)
-        bar.update(max(0, start + kwargs.get("max_iter", run.n_iter) - bar.n))
-        return run
+        def on_run_end(self, init, run, best):
+            bar.update(max(0, self.start + max_iter - bar.n))
 
-    _em.run_em = run_em
     try:
-        yield
+        yield [Progress()]
     finally:
-        _em.run_em = original
         bar.close()
 
 
@@ -504,9 +502,9 @@ def _reading(path: str) -> Iterator[None]:
         raise CommandError(f"{path}: {_one_line(exc)}") from None
 
 
-def _fit(gm, data: Any, path: str) -> None:
+def _fit(gm, data: Any, path: str, callbacks=None) -> None:
     with _reading(path):
-        gm.fit(data)
+        gm.fit(data, callbacks=callbacks)
 
 
 def _save(gm, out: str, path: str, data: Any) -> None:
@@ -526,8 +524,8 @@ def cmd_fit(args) -> int:
     data = _data_for_estimator(args.data, args.chunk_rows)
     gm = _estimator(args, args.n_components, args.covariance)
     tic = time.perf_counter()
-    with _one_line_warnings(), _em_progress(args.progress, args.max_iter * args.n_init, "EM"):
-        _fit(gm, data, args.data)
+    with _one_line_warnings(), _em_progress(args.progress, args.max_iter, args.n_init, "EM") as progress:
+        _fit(gm, data, args.data, progress)
     seconds = time.perf_counter() - tic
     n = _n_rows(data)
     _save(gm, args.out, args.data, data)
@@ -553,7 +551,8 @@ def cmd_fit(args) -> int:
 
 
 def _load_model(path: str):
-    from .io import ModelFileError, load
+    from .io import ModelFileError
+    from .mixture import load
 
     try:
         return load(path)

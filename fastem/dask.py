@@ -2,7 +2,7 @@
 
 One EM iteration on a ``dask.array.Array`` is::
 
-    params --(one graph key, shipped once)--> [per row chunk: accumulate_chunk -> SufficientStats]
+    params --(one graph key, shipped once)--> [per row chunk: family.accumulate -> statistics]
            --> pairwise merge in a fixed tree --> client: M-step
 
 Only parameters (O(K D^2) numbers) go to the workers and only sufficient
@@ -48,11 +48,10 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess by th
 
 from . import __version__
 from ._base import check_feature_names, check_random_state, feature_names
-from ._executor import _NO_F64, _NO_I64, _NO_RESP, FitPlan, accumulate_chunk
-from ._kernels._config import COV_CODES
-from ._kernels.gaussian import _first_nonfinite
-from ._stats import GaussianParams, SufficientStats
+from ._executor import FitPlan
 from ._threads import thread_limit
+from ._validate import WEIGHTS_SUM_TO_ZERO, check_n_features, invalid_message
+from .families.base import NO_F64, NO_I64, NO_RESP
 
 __all__ = ["ClusterError", "DaskExecutor", "plan_fit", "sample_size", "score"]
 
@@ -93,45 +92,26 @@ def _as_kernel_block(block: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(block)
 
 
-def _block_stats(
-    block: np.ndarray,
-    sample_weight: np.ndarray | None,
-    packed: tuple[np.ndarray, np.ndarray, np.ndarray],
-    covariance_type: str,
-    row_offset: int,
-    n_threads: int,
-) -> SufficientStats:
-    """E-step + moments of one row chunk: the only thing a fit task sends back."""
+def _block_stats(block: np.ndarray, sample_weight: np.ndarray | None, family, params, row_offset: int,
+                 n_threads: int):  # fmt: skip
+    """E-step + statistics of one row chunk: the only thing a fit task sends back."""
     block = _as_kernel_block(block)
     sw = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float64)
-    stats = SufficientStats.zeros(covariance_type, packed[1])
+    stats = family.zero_stats(params)
     with thread_limit(n_threads):
-        accumulate_chunk(block, sw, packed, stats, row_offset, stats.cov_code)
+        family.accumulate(block, sw, params, stats, row_offset)
     return stats
 
 
-def _copy_stats(stats: SufficientStats) -> SufficientStats:
-    return SufficientStats(
-        stats.covariance_type,
-        stats.shift,
-        stats.R.copy(),
-        stats.S1.copy(),
-        stats.S2.copy(),
-        stats.scalars.copy(),
-        stats.worst_index.copy(),
-        None if stats.worst_x is None else stats.worst_x.copy(),
-    )
-
-
-def _merge_pair(left: SufficientStats, right: SufficientStats) -> SufficientStats:
+def _merge_pair(left, right):
     """left + right into a new object: inputs may be held (and reused) by the scheduler."""
-    return _copy_stats(left).merge(right)
+    return left.copy().merge(right)
 
 
-def _survey_block(block: np.ndarray, sample_weight: np.ndarray | None, rows: np.ndarray) -> dict:
-    """Validation and sampling of one chunk: first non-finite entry, weight checks, sampled rows."""
+def _survey_block(block: np.ndarray, sample_weight: np.ndarray | None, rows: np.ndarray, family) -> dict:
+    """Validation and sampling of one chunk: the first refused value, weight checks, sampled rows."""
     block = _as_kernel_block(block)
-    out: dict[str, Any] = {"n_rows": block.shape[0], "first_nonfinite": int(_first_nonfinite(block))}
+    out: dict[str, Any] = {"n_rows": block.shape[0], "invalid": family.first_invalid(block)}
     out["rows"] = np.ascontiguousarray(block[rows])
     if sample_weight is not None:
         sw = np.asarray(sample_weight, dtype=np.float64)
@@ -140,46 +120,37 @@ def _survey_block(block: np.ndarray, sample_weight: np.ndarray | None, rows: np.
         out["sw_negative"] = int(np.count_nonzero(sw < 0))
         out["sw_sum"] = float(sw[np.isfinite(sw)].sum())
         out["sw_rows"] = sw[rows]
-    if out["first_nonfinite"] >= 0:
-        row, col = divmod(out["first_nonfinite"], block.shape[1])
-        out["bad_value"] = float(block[row, col])
     return out
 
 
 def _block_score(
     block: np.ndarray,
-    packed: tuple[np.ndarray, np.ndarray, np.ndarray],
-    covariance_type: str,
+    family,
+    params,
     what: str,
     n_threads: int,
     block_info: dict | None = None,
 ) -> np.ndarray:
     """Per-row E-step output of one chunk: ``what`` is 'logprob', 'label' or 'resp'."""
     block = _as_kernel_block(block)
-    flat = int(_first_nonfinite(block))
-    if flat >= 0:
-        row, col = divmod(flat, block.shape[1])
+    problem = family.first_invalid(block)
+    if problem is not None:
+        offset = 0
         try:
-            row += int(block_info[0]["array-location"][0][0])
+            offset = int(block_info[0]["array-location"][0][0])
         except (TypeError, KeyError, ValueError):
             pass  # unknown chunk sizes: report the row within the chunk
-        raise ValueError(
-            f"Input X contains a non-finite value at row {row}, column {col}. Remove or impute "
-            "NaN and inf values before calling fastem."
-        )
+        raise ValueError(invalid_message("Input X", problem, offset))
     n = block.shape[0]
-    outputs = {"logprob": _NO_F64, "label": _NO_I64, "resp": _NO_RESP}
+    outputs = {"logprob": NO_F64, "label": NO_I64, "resp": NO_RESP}
     if what == "logprob":
         outputs["logprob"] = np.empty(n)
     elif what == "label":
         outputs["label"] = np.empty(n, dtype=np.int64)
     else:
-        outputs["resp"] = np.empty((n, packed[1].shape[0]))
+        outputs["resp"] = np.empty((n, params.n_components))
     with thread_limit(n_threads):
-        accumulate_chunk(
-            block, None, packed, None, 0, COV_CODES[covariance_type],
-            outputs["logprob"], outputs["label"], outputs["resp"],
-        )  # fmt: skip
+        family.accumulate(block, None, params, None, 0, outputs["logprob"], outputs["label"], outputs["resp"])
     return outputs[what]
 
 
@@ -353,9 +324,11 @@ def _tree_merge(parts: list):
     return parts[0]
 
 
-def _params_node(packed: tuple) -> Any:
+def _params_node(family, params) -> Any:
     """The parameters as one graph key: shipped once per iteration, shared by all tasks."""
-    return dask.delayed(packed, name="fastem-params-" + tokenize(*packed), traverse=False)
+    arrays = family.param_arrays(params)
+    token = tokenize(family, *(arrays[k] for k in sorted(arrays)))
+    return dask.delayed(params, name="fastem-params-" + token, traverse=False)
 
 
 def _task_threads(n_jobs: int | None) -> int:
@@ -377,8 +350,9 @@ class DaskExecutor:
         numba threads per task.
     """
 
-    def __init__(self, X: da.Array, sample_weight: da.Array | None, client, n_threads: int = 1):
+    def __init__(self, X: da.Array, sample_weight: da.Array | None, client, family, n_threads: int = 1):
         self.X = X
+        self.family = family
         self.sample_weight = sample_weight  # holding it keeps persisted weights alive
         self.client = client
         self.n_threads = n_threads
@@ -396,17 +370,17 @@ class DaskExecutor:
     def n_features(self) -> int:
         return int(self.X.shape[1])
 
-    def graph(self, params: GaussianParams):
-        """The Delayed :class:`SufficientStats` of one pass (not computed)."""
-        packed = _params_node(params.packed())
+    def graph(self, params):
+        """The Delayed statistics of one pass (not computed)."""
+        node = _params_node(self.family, params)
         task = dask.delayed(_block_stats, pure=True)
         parts = [
-            task(block, sw, packed, params.covariance_type, int(offset), self.n_threads)
+            task(block, sw, self.family, node, int(offset), self.n_threads)
             for block, sw, offset in zip(self.blocks, self.sample_weight_blocks, self.offsets, strict=False)
         ]
         return _tree_merge(parts)
 
-    def accumulate(self, params: GaussianParams) -> SufficientStats:
+    def accumulate(self, params):
         """One fused E-step + moment pass over all chunks, on the cluster."""
         return _compute(self.client, self.graph(params))
 
@@ -422,19 +396,14 @@ def _survey(executor: DaskExecutor, sample_rows: np.ndarray | None) -> list[dict
         else:
             lo, hi = np.searchsorted(sample_rows, offsets[b : b + 2])
             rows = sample_rows[lo:hi] - offsets[b]
-        tasks.append(survey(block, sw, rows))
+        tasks.append(survey(block, sw, rows, executor.family))
     return _compute(executor.client, dask.delayed(list)(tasks))
 
 
 def _raise_on_bad_survey(results: list[dict], offsets: np.ndarray, weighted: bool) -> None:
     for b, res in enumerate(results):
-        if res["first_nonfinite"] >= 0:
-            row, col = divmod(res["first_nonfinite"], res["rows"].shape[1])
-            kind = "NaN" if np.isnan(res["bad_value"]) else "infinity"
-            raise ValueError(
-                f"Input X contains {kind} at row {row + int(offsets[b])}, column {col} (the first "
-                "non-finite value). Remove or impute NaN and inf values before calling fastem."
-            )
+        if res["invalid"] is not None:
+            raise ValueError(invalid_message("Input X", res["invalid"], int(offsets[b])))
     if not weighted:
         return
     if any(res["sw_n"] != res["n_rows"] for res in results):
@@ -444,20 +413,21 @@ def _raise_on_bad_survey(results: list[dict], offsets: np.ndarray, weighted: boo
     if sum(res["sw_negative"] for res in results):
         raise ValueError("sample_weight contains negative values: weights must be >= 0.")
     if not sum(res["sw_sum"] for res in results) > 0:
-        raise ValueError("sample_weight sums to zero: at least one sample needs a positive weight.")
+        raise ValueError(WEIGHTS_SUM_TO_ZERO)
 
 
-def plan_fit(estimator, X, sample_weight) -> FitPlan:
-    """Validate a Dask collection and plan a fit on it (called by ``GaussianMixture.fit``).
+def plan_fit(X, sample_weight, request) -> FitPlan:
+    """Validate a Dask collection and plan a fit on it (called by the estimators' ``fit``).
 
     Parameters
     ----------
-    estimator : GaussianMixture
-        The estimator being fitted; read, not modified.
     X : dask.array.Array or dask.dataframe.DataFrame of shape (n_samples, n_features)
         Training data, chunked by rows.
     sample_weight : array-like or dask.array.Array of shape (n_samples,) or None
         Per-sample weights; a NumPy array is sent to the workers once.
+    request : fastem._stream.PlanRequest
+        The family, the number of components, the sampling seed and size, and
+        the hyper-parameter check to run before any pass.
 
     Returns
     -------
@@ -476,7 +446,8 @@ def plan_fit(estimator, X, sample_weight) -> FitPlan:
     X, names = _as_dask_array(X, lengths=True)
     n_features = int(X.shape[1])
     # hyper-parameters first: a typo should not cost a pass over the data
-    estimator._check_parameters(n_features)
+    if request.check_parameters is not None:
+        request.check_parameters(n_features)
     client = _current_client(X)
     if client is not None:
         _check_workers(client)
@@ -485,14 +456,14 @@ def plan_fit(estimator, X, sample_weight) -> FitPlan:
     if n_samples < 2:
         raise ValueError(f"Found array with {n_samples} sample(s) while a minimum of 2 is required.")
     sw = _aligned_weights(sample_weight, X, client)
-    executor = DaskExecutor(X, sw, client, _task_threads(estimator.n_jobs))
+    executor = DaskExecutor(X, sw, client, request.family, _task_threads(request.n_jobs))
 
     # a sample is drawn even for warm starts and explicit *_init arrays: fit checks its size
-    m = sample_size(n_samples, estimator.n_components, getattr(estimator, "init_sample_size", None))
+    m = sample_size(n_samples, request.n_components, request.init_sample_size)
     if m >= n_samples:
         sample_rows = np.arange(n_samples, dtype=np.int64)  # all rows: same init as in memory
     else:
-        seed = check_random_state(estimator.random_state).randint(np.iinfo(np.int32).max)
+        seed = check_random_state(request.random_state).randint(np.iinfo(np.int32).max)
         sample_rows = np.sort(np.random.default_rng(seed).choice(n_samples, size=m, replace=False))
     results = _survey(executor, sample_rows)
     _raise_on_bad_survey(results, executor.offsets, sw is not None)
@@ -565,31 +536,27 @@ def score(
     """
     check_feature_names(estimator, X._meta if hasattr(X, "columns") else X)
     X, _ = _as_dask_array(X, lengths=False)
-    if X.shape[1] != estimator.n_features_in_:
-        raise ValueError(
-            f"X has {X.shape[1]} features, but {type(estimator).__name__} is expecting "
-            f"{estimator.n_features_in_} features as input."
-        )
+    check_n_features(X.shape[1], estimator.n_features_in_, type(estimator).__name__)
     client = _current_client(X)
     if client is not None:
         _check_workers(client)
-    params = estimator._params()
-    packed = _params_node(params.packed())
-    kind, threads = params.covariance_type, _task_threads(estimator.n_jobs)
+    params, family = estimator._params(), estimator._family()
+    node = _params_node(family, params)
+    threads = _task_threads(estimator.n_jobs)
     outputs: dict[str, Any] = {"logprob": None, "label": None, "resp": None}
     if logprob:
         outputs["logprob"] = X.map_blocks(
-            _block_score, packed, kind, "logprob", threads, drop_axis=1, dtype=np.float64,
+            _block_score, family, node, "logprob", threads, drop_axis=1, dtype=np.float64,
             meta=np.empty(0),
         )  # fmt: skip
     if label:
         outputs["label"] = X.map_blocks(
-            _block_score, packed, kind, "label", threads, drop_axis=1, dtype=np.int64,
+            _block_score, family, node, "label", threads, drop_axis=1, dtype=np.int64,
             meta=np.empty(0, dtype=np.int64),
         )  # fmt: skip
     if resp:
         outputs["resp"] = X.map_blocks(
-            _block_score, packed, kind, "resp", threads, chunks=(X.chunks[0], (params.n_components,)),
+            _block_score, family, node, "resp", threads, chunks=(X.chunks[0], (params.n_components,)),
             dtype=np.float64, meta=np.empty((0, 0)),
         )  # fmt: skip
     if out is not None:

@@ -76,10 +76,9 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-from ._stats import COVARIANCE_TYPES, covariance_shape
 
 if TYPE_CHECKING:
-    from .mixture import GaussianMixture
+    from ._mixture import BaseMixture
 
 __all__ = [
     "FORMAT_VERSION",
@@ -96,15 +95,6 @@ FORMAT_NAME = "fastem-model"
 FORMAT_VERSION = 1
 HEADER_MEMBER = "header.json"
 
-_FITTED_ARRAYS = (
-    "weights_",
-    "means_",
-    "covariances_",
-    "precisions_",
-    "precisions_cholesky_",
-    "lower_bounds_",
-)
-_INIT_ARRAYS = ("weights_init", "means_init", "precisions_init")
 _HASH_BLOCK = 8 * 2**20
 
 
@@ -161,10 +151,10 @@ def _json_float(x: float) -> float | str:
     return float(x) if math.isfinite(x) else repr(float(x))
 
 
-def _hyperparameters(gm: GaussianMixture) -> tuple[dict, dict, list[str]]:
+def _hyperparameters(gm: BaseMixture) -> tuple[dict, dict, list[str]]:
     params = gm.get_params(deep=False)
     arrays, notes = {}, []
-    for name in _INIT_ARRAYS:
+    for name in type(gm)._init_array_params:
         value = params.pop(name)
         if value is not None:
             arrays[name] = np.asarray(value, dtype=np.float64)
@@ -181,17 +171,17 @@ def _hyperparameters(gm: GaussianMixture) -> tuple[dict, dict, list[str]]:
 
 
 def save(
-    gm: GaussianMixture,
+    gm: BaseMixture,
     path: str | os.PathLike,
     *,
     data: Any = None,
     data_shape: Sequence[int | None] | None = None,
 ) -> Path:
-    """Write a fitted GaussianMixture to ``path`` atomically (see the module docstring for the format).
+    """Write a fitted mixture estimator to ``path`` atomically (see the module docstring for the format).
 
     Parameters
     ----------
-    gm : GaussianMixture
+    gm : GaussianMixture, PoissonMixture, ...
         A fitted estimator.
     path : str or os.PathLike
         Target file, written exactly under this name (``.npz`` is a good suffix).
@@ -207,9 +197,10 @@ def save(
     """
     from ._base import check_is_fitted
 
-    check_is_fitted(gm)
+    check_is_fitted(gm, gm._fitted_marker)
     path = Path(path)
-    arrays = {name: np.asarray(getattr(gm, name), dtype=np.float64) for name in _FITTED_ARRAYS}
+    fitted = type(gm)._model_arrays + ("lower_bounds_",)
+    arrays = {name: np.asarray(getattr(gm, name), dtype=np.float64) for name in fitted}
     hyper, init_arrays, notes = _hyperparameters(gm)
     arrays.update(init_arrays)
     names = getattr(gm, "feature_names_in_", None)
@@ -219,9 +210,10 @@ def save(
         "fastem_version": _version(),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "estimator": type(gm).__name__,
-        "covariance_type": gm.covariance_type,
-        "n_components": int(gm.means_.shape[0]),
-        "n_features": int(gm.means_.shape[1]),
+        "family": gm._family().name,
+        **gm._family().config,
+        "n_components": int(gm.n_components),
+        "n_features": int(gm.n_features_in_),
         "hyperparameters": hyper,
         "fit": {
             "converged": bool(gm.converged_),
@@ -341,17 +333,10 @@ def read_header(path: str | os.PathLike) -> dict:
     return header
 
 
-def load(path: str | os.PathLike) -> GaussianMixture:
-    """Load a model written by :meth:`GaussianMixture.save` and check it.
+def load_estimator(path: str | os.PathLike, estimators: dict[str, type]):
+    """Load and check a model file; ``estimators`` maps the header's estimator names to classes.
 
-    Parameters
-    ----------
-    path : str or os.PathLike
-
-    Returns
-    -------
-    gm : GaussianMixture
-        Fitted, with every fitted attribute and hyper-parameter restored exactly.
+    This is :func:`fastem.load` (which passes fastem's estimator classes).
 
     Raises
     ------
@@ -360,24 +345,36 @@ def load(path: str | os.PathLike) -> GaussianMixture:
     ModelFileError
         If the file is truncated, corrupted, inconsistent, or written by a newer fastem.
     """
-    from .mixture import GaussianMixture
-
     header, arrays = _read(path, arrays=True)
     where = f"model file '{os.fspath(path)}'"
-    kind, K, D = header["covariance_type"], header["n_components"], header["n_features"]
-    _check_parameters(arrays, kind, K, D, header["fit"]["n_iter"], where)
+    name = header.get("estimator")
+    cls = estimators.get(name)
+    if cls is None:
+        raise ModelFileError(f"{where} has an invalid header: unknown estimator {name!r}.")
+    fitted = cls._model_arrays + ("lower_bounds_",)
+    for member in fitted:
+        if member not in header["arrays"]:
+            raise ModelFileError(f"{where} has an invalid header: array {member} missing.")
+    for member in header["arrays"]:
+        if member not in fitted + cls._init_array_params:
+            raise ModelFileError(f"{where} has an invalid header: unknown array {member!r}.")
+    K, D, n_iter = header["n_components"], header["n_features"], header["fit"]["n_iter"]
     hyper = dict(header["hyperparameters"])
-    for name in _INIT_ARRAYS:
-        hyper[name] = arrays.get(name)
+    for member in cls._init_array_params:
+        hyper[member] = arrays.get(member)
     try:
-        gm = GaussianMixture(**hyper)
+        gm = cls(**hyper)
     except TypeError as exc:
         raise ModelFileError(f"{where} has unknown hyper-parameters ({exc}).") from None
-    if gm.covariance_type != kind or gm.n_components != K:
+    try:
+        gm._check_model_file(header, arrays, n_iter)
+    except ValueError as exc:
+        raise ModelFileError(f"{where}: {exc}") from None
+    if gm.n_components != K:
         raise ModelFileError(f"{where} is inconsistent: hyper-parameters disagree with the arrays.")
     fit = header["fit"]
-    for name in _FITTED_ARRAYS[:-1]:
-        setattr(gm, name, arrays[name])
+    for member in cls._model_arrays:
+        setattr(gm, member, arrays[member])
     gm.converged_ = fit["converged"]
     gm.n_iter_ = fit["n_iter"]
     gm.lower_bound_ = fit["lower_bound"]
@@ -386,6 +383,19 @@ def load(path: str | os.PathLike) -> GaussianMixture:
     if fit["feature_names_in"] is not None:
         gm.feature_names_in_ = np.asarray(fit["feature_names_in"], dtype=object)
     return gm
+
+
+def check_array_shapes(arrays: dict, expected: dict, what: str) -> None:
+    """Every array of the expected shape and finite (``lower_bounds_`` may hold +-inf); raises ValueError."""
+    for name, a in arrays.items():
+        if a.shape != expected[name]:
+            raise ValueError(f"{name} has shape {a.shape}, expected {expected[name]} for {what}.")
+        finite = np.isfinite(a) if name != "lower_bounds_" else ~np.isnan(a)
+        if not np.all(finite):
+            raise ValueError(f"{name} contains NaN or infinity.")
+    w = arrays["weights_"]
+    if np.any(w < 0) or abs(w.sum() - 1.0) > 1e-9 * max(w.shape[0], 10):
+        raise ValueError(f"the weights must be non-negative and sum to 1 (sum {w.sum():.12g}).")
 
 
 def _read(path: str | os.PathLike, *, arrays: bool) -> tuple[dict, dict]:
@@ -444,10 +454,8 @@ def _check_header_fields(header: dict, where: str) -> None:
     def bad(what: str):
         return ModelFileError(f"{where} has an invalid header: {what}.")
 
-    if header.get("estimator") != "GaussianMixture":
-        raise bad(f"unknown estimator {header.get('estimator')!r}")
-    if header.get("covariance_type") not in COVARIANCE_TYPES:
-        raise bad(f"unknown covariance_type {header.get('covariance_type')!r}")
+    if not isinstance(header.get("estimator"), str):
+        raise bad("estimator missing")
     for key in ("n_components", "n_features"):
         value = header.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -479,12 +487,7 @@ def _check_header_fields(header: dict, where: str) -> None:
     specs = header.get("arrays")
     if not isinstance(specs, dict):
         raise bad("array table missing")
-    for name in _FITTED_ARRAYS:
-        if name not in specs:
-            raise bad(f"array {name} missing")
     for name, spec in specs.items():
-        if name not in _FITTED_ARRAYS + _INIT_ARRAYS:
-            raise bad(f"unknown array {name!r}")
         if not isinstance(spec, dict) or not {"shape", "dtype", "sha256"} <= spec.keys():
             raise bad(f"array {name} lacks shape, dtype or sha256")
 
@@ -500,56 +503,3 @@ def _read_array(npz, name: str, spec: dict, where: str) -> np.ndarray:
     if _array_digest(a) != spec["sha256"]:
         raise ModelFileError(f"{where}: array {name} fails its SHA-256 check (the file is corrupted).")
     return a
-
-
-def _check_parameters(arrays: dict, kind: str, K: int, D: int, n_iter: int, where: str) -> None:
-    """Shapes, finiteness, weights on the simplex, positive-definite and consistent precisions."""
-    cov_shape = covariance_shape(kind, K, D)
-    expected = {
-        "weights_": (K,),
-        "means_": (K, D),
-        "covariances_": cov_shape,
-        "precisions_": cov_shape,
-        "precisions_cholesky_": cov_shape,
-        "lower_bounds_": (n_iter,),
-        "weights_init": (K,),
-        "means_init": (K, D),
-        "precisions_init": cov_shape,
-    }
-    for name, a in arrays.items():
-        if a.shape != expected[name]:
-            raise ModelFileError(
-                f"{where}: {name} has shape {a.shape}, expected {expected[name]} for "
-                f"{K} {kind} components in {D} dimensions."
-            )
-        finite = np.isfinite(a) if name != "lower_bounds_" else ~np.isnan(a)
-        if not np.all(finite):
-            raise ModelFileError(f"{where}: {name} contains NaN or infinity.")
-    w = arrays["weights_"]
-    if np.any(w < 0) or abs(w.sum() - 1.0) > 1e-9 * max(K, 10):
-        raise ModelFileError(f"{where}: the weights must be non-negative and sum to 1 (sum {w.sum():.12g}).")
-    U, P, C = arrays["precisions_cholesky_"], arrays["precisions_"], arrays["covariances_"]
-    if kind in ("full", "tied"):
-        Us, Ps, Cs = (U, P, C) if kind == "full" else (U[None], P[None], C[None])
-        for k in range(Us.shape[0]):
-            label = f"component {k}" if kind == "full" else "the tied covariance"
-            u, p, c = Us[k], Ps[k], Cs[k]
-            if np.abs(np.tril(u, -1)).max(initial=0.0) > 1e-12 * np.abs(u).max() or np.any(np.diag(u) <= 0):
-                raise ModelFileError(
-                    f"{where}: precisions_cholesky_ of {label} is not upper triangular with a "
-                    "positive diagonal, so the precision is not positive definite."
-                )
-            if not np.allclose(p, u @ u.T, rtol=1e-10, atol=1e-12 * np.abs(p).max()):
-                raise ModelFileError(f"{where}: precisions_ of {label} disagrees with precisions_cholesky_.")
-            eig = np.linalg.eigvalsh(c)
-            if not np.allclose(c, c.T, rtol=0, atol=1e-12 * np.abs(c).max()) or eig[0] <= 0:
-                raise ModelFileError(f"{where}: covariances_ of {label} is not symmetric positive definite.")
-            # C P = I up to rounding amplified by the condition number
-            tol = 1e-9 + 1e-12 * eig[-1] / eig[0]
-            if np.abs(c @ p - np.eye(D)).max() > tol:
-                raise ModelFileError(f"{where}: covariances_ of {label} is not the inverse of its precision.")
-    else:
-        if np.any(U <= 0) or np.any(C <= 0):
-            raise ModelFileError(f"{where}: {kind} precisions and covariances must be positive.")
-        if not np.allclose(P, U**2, rtol=1e-10, atol=0) or not np.allclose(C * P, 1.0, rtol=0, atol=1e-9):
-            raise ModelFileError(f"{where}: covariances_, precisions_ and precisions_cholesky_ disagree.")

@@ -15,7 +15,9 @@ estimate converges to a stationary point of the likelihood.
 
 Statistics are stored around a per-component shift (the means of the E-step
 that produced them); before blending, the running estimate is moved to the
-batch's shift with :func:`reshift` (an exact identity, not an approximation).
+batch's parameters with ``stats.rebased(params)`` (for the Gaussian an exact
+re-shift of the moments, not an approximation; other families' statistics
+need no rebasing).
 """
 
 from __future__ import annotations
@@ -23,63 +25,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from ._em import DegenerateComponentWarning, EMRun
-from ._executor import ArrayExecutor, accumulate_chunk
-from ._stats import GaussianParams, SufficientStats
-
-
-def _symmetric(S2: np.ndarray) -> np.ndarray:
-    """Full symmetric matrices from the kernel's upper-triangle accumulators."""
-    return np.triu(S2) + np.swapaxes(np.triu(S2, 1), -1, -2)
-
-
-def reshift(stats: SufficientStats, new_shift: np.ndarray) -> SufficientStats:
-    """The same statistics expressed around ``new_shift`` (a new object).
-
-    With delta = m - m' (old shift minus new shift), per component:
-
-        S1' = S1 + R delta
-        S2' = S2 + delta S1^T + S1 delta^T + R delta delta^T
-
-    (the diagonal of this for diag/spherical; summed over components for tied).
-    """
-    new_shift = np.ascontiguousarray(new_shift, dtype=np.float64)
-    delta = stats.shift - new_shift
-    R, S1 = stats.R, stats.S1
-    kind = stats.covariance_type
-    if kind in ("full", "tied"):
-        cross = delta[:, :, None] * S1[:, None, :]
-        per_k = cross + np.swapaxes(cross, -1, -2) + R[:, None, None] * delta[:, :, None] * delta[:, None, :]
-        S2 = _symmetric(stats.S2) + (per_k if kind == "full" else per_k.sum(axis=0, keepdims=True))
-    else:
-        S2 = stats.S2 + (2.0 * delta * S1 + R[:, None] * delta**2)[:, None, :]
-    out = SufficientStats(
-        kind,
-        new_shift.copy(),
-        R.copy(),
-        S1 + R[:, None] * delta,
-        np.ascontiguousarray(S2),
-        stats.scalars.copy(),
-        stats.worst_index.copy(),
-        None if stats.worst_x is None else stats.worst_x.copy(),
-    )
-    return out
-
-
-def _scaled(stats: SufficientStats, factor: float) -> SufficientStats:
-    return SufficientStats(
-        stats.covariance_type,
-        stats.shift.copy(),
-        stats.R * factor,
-        stats.S1 * factor,
-        stats.S2 * factor,
-        stats.scalars.copy(),
-        stats.worst_index.copy(),
-        None if stats.worst_x is None else stats.worst_x.copy(),
-    )
+from ._em import EMRun, Iteration, _call
+from ._executor import ArrayExecutor
+from .families.base import DegenerateComponentWarning
 
 
 def step_size(n_steps: int, learning_offset: float, learning_decay: float) -> float:
@@ -90,52 +42,50 @@ def step_size(n_steps: int, learning_offset: float, learning_decay: float) -> fl
 
 @dataclass
 class OnlineState:
-    """Running statistics per unit weight (around ``stats.shift``) and the update count."""
+    """Running statistics per unit weight and the update count."""
 
-    stats: SufficientStats
+    stats: Any
     n_steps: int
+    family: Any = None
+
+    def fits(self, family) -> bool:
+        """Whether these statistics belong to ``family`` (``set_params`` may have changed it)."""
+        return type(self.family) is type(family) and self.family.config == family.config
 
 
 def online_step(
-    params: GaussianParams,
+    family,
+    params,
     X: np.ndarray,
     sample_weight: np.ndarray | None,
     state: OnlineState | None,
     *,
-    reg_covar: float,
     learning_offset: float,
     learning_decay: float,
     row_offset: int = 0,
-) -> tuple[GaussianParams, OnlineState, float, float]:
+) -> tuple[Any, OnlineState, float, float]:
     """One stepwise-EM update from a mini-batch.
 
     Returns the new parameters, the new state, the batch's mean log-likelihood
     under the parameters *before* the update, and the batch's weight. With no
     state yet the batch's statistics are taken as they are (eta = 1).
     """
-    batch = SufficientStats.zeros(params.covariance_type, params.means)
-    accumulate_chunk(X, sample_weight, params.packed(), batch, row_offset, batch.cov_code)
+    batch = family.zero_stats(params)
+    family.accumulate(X, sample_weight, params, batch, row_offset)
     weight = batch.weight_sum
     if not weight > 0:  # an all-zero-weight batch carries no information
         return params, state, float("nan"), 0.0
     ll = batch.mean_log_likelihood
-    unit = _scaled(batch, 1.0 / weight)  # per unit weight, so batches of any size blend
+    unit = batch.scaled(1.0 / weight)  # per unit weight, so batches of any size blend
     if state is None:
         blended, n_steps = unit, 1
     else:
         eta = step_size(state.n_steps, learning_offset, learning_decay)
-        old = reshift(state.stats, params.means)
-        blended = _scaled(unit, eta)
-        blended.R += (1.0 - eta) * old.R
-        blended.S1 += (1.0 - eta) * old.S1
-        if params.covariance_type in ("full", "tied"):
-            blended.S2 = _symmetric(blended.S2) + (1.0 - eta) * old.S2
-        else:
-            blended.S2 += (1.0 - eta) * old.S2
+        blended = unit.blended(state.stats.rebased(params), eta)
         n_steps = state.n_steps + 1
     # the M-step sees the blend at the batch's scale, so that the emptied-component
     # rule (mass below 10 eps, re-seed with one sample's weight) keeps its meaning
-    new_params, emptied = _scaled(blended, weight).to_params(reg_covar)
+    new_params, emptied = family.m_step(blended.scaled(weight))
     if emptied:
         warnings.warn(
             f"Components {emptied} lost all responsibility mass at online step {n_steps}; "
@@ -143,7 +93,7 @@ def online_step(
             DegenerateComponentWarning,
             stacklevel=3,
         )
-    return new_params, OnlineState(blended, n_steps), ll, weight
+    return new_params, OnlineState(blended, n_steps, family), ll, weight
 
 
 def _executor_batches(executor, batch_size: int) -> Iterator[tuple[int, np.ndarray, np.ndarray | None]]:
@@ -154,7 +104,7 @@ def _executor_batches(executor, batch_size: int) -> Iterator[tuple[int, np.ndarr
     elif hasattr(executor, "source"):
         from ._stream import iter_chunks
 
-        chunks = iter_chunks(executor.source, verbose=executor.verbose, desc="online pass", check=False)
+        chunks = iter_chunks(executor.source, verbose=executor.verbose, desc="online pass")
         sw_all = executor.sample_weight
     else:
         raise TypeError(
@@ -177,14 +127,16 @@ def _executor_batches(executor, batch_size: int) -> Iterator[tuple[int, np.ndarr
 
 def fit_online(
     estimator,
+    family,
     executor,
-    params: GaussianParams,
+    params,
     *,
     n_passes: int,
     on_pass=None,
     state: OnlineState | None = None,
     passes_done: int = 0,
     lower_bounds: list[float] | None = None,
+    callbacks=(),
 ) -> tuple[EMRun, OnlineState]:
     """``n_passes`` passes of stepwise EM in mini-batches of ``estimator.batch_size`` rows.
 
@@ -203,8 +155,7 @@ def fit_online(
         weight = 0.0
         for start, rows, sw in _executor_batches(executor, batch_size):
             params, state, ll, w = online_step(
-                params, rows, sw, state,
-                reg_covar=estimator.reg_covar,
+                family, params, rows, sw, state,
                 learning_offset=estimator.learning_offset,
                 learning_decay=estimator.learning_decay,
                 row_offset=start,
@@ -213,9 +164,9 @@ def fit_online(
                 total += ll * w
                 weight += w
             if not np.isfinite(ll) and hasattr(executor, "source"):  # cheap NaN/inf detection
-                from ._stream import check_finite_chunk
+                from ._stream import check_chunk
 
-                check_finite_chunk(executor.source, rows, start)
+                check_chunk(family, executor.source, rows, start)
         mean_ll = total / weight
         previous = lower_bounds[-1] if lower_bounds else -np.inf
         lower_bounds.append(mean_ll)
@@ -227,6 +178,11 @@ def fit_online(
             )
         if on_pass is not None:
             on_pass(p + 1, params, state, lower_bounds)
+        _call(
+            callbacks,
+            "on_iteration",
+            Iteration(0, p + 1, mean_ll, mean_ll - previous, params, list(lower_bounds)),
+        )
         if abs(mean_ll - previous) < estimator.tol:
             converged = True
             break

@@ -855,19 +855,5 @@ def as_source(X, chunk_rows: int | None = None) -> Source:
     raise TypeError(f"cannot read data from an object of type {type(X).__name__}.")
 
 
-def plan_fit(estimator, X, sample_weight):
-    """The :class:`~fastem._executor.FitPlan` for fitting on a source (hook of ``GaussianMixture``)."""
-    from ._stream import plan_fit as _plan
-
-    return _plan(estimator, X, sample_weight)
-
-
-def score(estimator, X, **wanted) -> dict:
-    """Per-row outputs over a source (hook of ``GaussianMixture._score``)."""
-    from ._stream import score_source
-
-    return score_source(estimator, X, **wanted)
-
-
 def _hash_rows(chunk: np.ndarray) -> str:
     return hashlib.blake2b(np.ascontiguousarray(chunk).view(np.uint8).reshape(-1), digest_size=16).hexdigest()

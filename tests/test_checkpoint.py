@@ -25,15 +25,14 @@ CHILD = textwrap.dedent(
     """
     import os, signal, sys, warnings
     import numpy as np
-    import fastem._stream as stream
-    import fastem.online as online
+    import fastem.families.gaussian as gaussian
     from fastem import GaussianMixture
     from fastem.sources import NpySource
 
     data, ckpt, out, kill_at, algorithm, n_init = sys.argv[1:7]
     kill_at = int(kill_at)
     calls = [0]
-    real = stream.accumulate_chunk
+    real = gaussian.accumulate_chunk
 
     def counting(*args, **kw):  # one call per chunk of an EM pass
         calls[0] += 1
@@ -41,8 +40,7 @@ CHILD = textwrap.dedent(
             os.kill(os.getpid(), signal.SIGKILL)
         return real(*args, **kw)
 
-    stream.accumulate_chunk = counting
-    online.accumulate_chunk = counting
+    gaussian.accumulate_chunk = counting
     warnings.simplefilter("ignore")
     gm = GaussianMixture(3, random_state=0, tol=0.0, max_iter=6, n_init=int(n_init), batch_size=2048)
     gm.fit(NpySource(data, chunk_rows=4096), checkpoint=ckpt, algorithm=algorithm, n_passes=4)

@@ -197,7 +197,7 @@ def test_n_jobs_does_not_change_results():
 def test_n_jobs_sets_the_kernel_thread_count(monkeypatch):
     import numba
 
-    import fastem._executor as executor_module
+    import fastem.families.gaussian as executor_module
 
     original = executor_module._gaussian_pass
     seen = []

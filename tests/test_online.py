@@ -10,8 +10,9 @@ from numpy.testing import assert_allclose
 from sklearn.base import clone
 
 from fastem import GaussianMixture
-from fastem._stats import SufficientStats
-from fastem.online import reshift, step_size
+from fastem.families.gaussian import GaussianStats as SufficientStats
+from fastem.families.gaussian import reshift
+from fastem.online import step_size
 
 TRUE_MEANS = np.array([[0.0, 0.0], [8.0, 0.0], [0.0, 8.0]])
 TRUE_WEIGHTS = np.array([0.5, 0.3, 0.2])

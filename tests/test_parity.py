@@ -144,11 +144,11 @@ def test_float32_input_is_used_without_copy(X, monkeypatch):
     seen = []
 
     class RecordingExecutor(fastem._executor.ArrayExecutor):
-        def __init__(self, X, sample_weight=None):
+        def __init__(self, X, sample_weight=None, family=None):
             seen.append(X)
-            super().__init__(X, sample_weight)
+            super().__init__(X, sample_weight, family)
 
-    monkeypatch.setattr(fastem.mixture, "ArrayExecutor", RecordingExecutor)
+    monkeypatch.setattr(fastem._mixture, "ArrayExecutor", RecordingExecutor)
     init = ref.explicit_init(X, INIT_ROWS, "full")
     gm = _fit_fastem(X32, init, "full", 2)
     assert seen, "fit did not go through ArrayExecutor"

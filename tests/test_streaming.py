@@ -13,8 +13,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 
 from fastem import BLOCK_ROWS, GaussianMixture
 from fastem import sources as S
-from fastem._executor import accumulate_chunk
-from fastem._stats import SufficientStats
+from fastem.families.gaussian import GaussianStats as SufficientStats
+from fastem.families.gaussian import accumulate_chunk
 
 N_ROWS = 2 * BLOCK_ROWS + 333  # three blocks, the last one partial
 FIT = dict(n_components=3, random_state=0, tol=0.0, max_iter=6)

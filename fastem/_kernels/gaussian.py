@@ -504,27 +504,3 @@ def _gaussian_pass(
                 acc_worst_x[d] = X[part_worst_row[blk], d]
         if accumulate:
             add_block_moments(part_R, part_S1, part_S2, blk, acc_R, acc_S1, acc_S2)
-
-
-@jit(parallel=True)
-def _first_nonfinite(X):
-    """Flat index (row * D + col) of the first NaN/inf in X, or -1."""
-    n_samples, n_features = X.shape
-    n_blocks = (n_samples + BLOCK_ROWS - 1) // BLOCK_ROWS
-    first = np.full(n_blocks, -1, dtype=np.int64)
-    for blk in prange(n_blocks):
-        start = blk * BLOCK_ROWS
-        stop = min(start + BLOCK_ROWS, n_samples)
-        found = False
-        for i in range(start, stop):
-            for d in range(n_features):
-                if not np.isfinite(X[i, d]):
-                    first[blk] = i * n_features + d
-                    found = True
-                    break
-            if found:
-                break
-    for blk in range(n_blocks):
-        if first[blk] >= 0:
-            return first[blk]
-    return -1

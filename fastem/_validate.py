@@ -1,0 +1,72 @@
+"""Input checks and their messages, in one place for every executor.
+
+In memory, streamed from a file or read by Dask workers, the same data gets
+the same message: what is wrong, where (row and column, counted from 0 as in
+NumPy, plus the source's name), and what to do. Checks run before any EM
+work, so a refused input leaves the estimator as it was.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._threads import thread_limit
+from .families.base import Invalid
+
+
+def invalid_message(where: str, problem: Invalid, row_offset: int = 0) -> str:
+    """'<where> contains <what> at row r, column c (<detail>). <fix>' (column omitted for a whole row)."""
+    place = f"row {row_offset + problem.row}"
+    if problem.column >= 0:
+        place += f", column {problem.column}"
+    return f"{where} contains {problem.what} at {place} ({problem.detail}). {problem.fix}"
+
+
+def check_rows(family, X: np.ndarray, *, row_offset: int = 0, where: str = "Input X", n_jobs=None) -> None:
+    """Raise ``ValueError`` at the first value of ``X`` that ``family`` cannot take."""
+    with thread_limit(n_jobs, X.shape[0]):
+        problem = family.first_invalid(X)
+    if problem is not None:
+        raise ValueError(invalid_message(where, problem, row_offset))
+
+
+def check_n_features(n_features: int, expected: int, estimator_name: str, where: str = "X") -> None:
+    if n_features != expected:
+        raise ValueError(
+            f"{where} has {n_features} features, but {estimator_name} is expecting {expected} "
+            "features as input."
+        )
+
+
+def sample_weight_array(sample_weight, n_samples: int) -> np.ndarray | None:
+    """Validated C-contiguous float64 weights (a scalar is broadcast), or None."""
+    if sample_weight is None:
+        return None
+    sw = np.asarray(sample_weight, dtype=np.float64)
+    if sw.ndim == 0:
+        sw = np.full(n_samples, float(sw))
+    if sw.shape != (n_samples,):
+        raise ValueError(
+            f"sample_weight has shape {sw.shape}, but X has {n_samples} samples: pass one weight per sample."
+        )
+    check_weight_chunk(sw, 0)
+    if not sw.sum() > 0:
+        raise ValueError(WEIGHTS_SUM_TO_ZERO)
+    return np.ascontiguousarray(sw)
+
+
+WEIGHTS_SUM_TO_ZERO = "sample_weight sums to zero: at least one sample needs a positive weight."
+
+
+def check_weight_chunk(w: np.ndarray, start: int) -> float:
+    """Refuse non-finite or negative weights (naming the row); return the chunk's sum."""
+    finite = np.isfinite(w)
+    if not np.all(finite):
+        bad = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"sample_weight contains NaN or infinity at row {start + bad}.")
+    if np.any(w < 0):
+        bad = int(np.flatnonzero(w < 0)[0])
+        raise ValueError(
+            f"sample_weight contains a negative value at row {start + bad}: weights must be >= 0."
+        )
+    return float(w.sum())
