@@ -1,0 +1,1 @@
+"""Mixture families: one module per component distribution (see ``base.py`` for the protocol)."""
