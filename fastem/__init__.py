@@ -3,17 +3,28 @@
 from ._em import Callback, Iteration
 from ._kernels._config import BLOCK_ROWS
 from .families.base import DegenerateComponentWarning, DegenerateParameterWarning
-from .mixture import GaussianMixture, load
+from .mixture import (
+    BernoulliMixture,
+    GaussianMixture,
+    MultinomialMixture,
+    PoissonMixture,
+    VonMisesFisherMixture,
+    load,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "BLOCK_ROWS",
+    "BernoulliMixture",
     "Callback",
     "DegenerateComponentWarning",
     "DegenerateParameterWarning",
     "GaussianMixture",
     "Iteration",
+    "MultinomialMixture",
+    "PoissonMixture",
+    "VonMisesFisherMixture",
     "__version__",
     "load",
 ]

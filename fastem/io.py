@@ -76,7 +76,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
 
-
 if TYPE_CHECKING:
     from ._mixture import BaseMixture
 
@@ -85,7 +84,7 @@ __all__ = [
     "ModelFileError",
     "atomic_open",
     "data_fingerprint",
-    "load",
+    "load_estimator",
     "read_header",
     "save",
 ]

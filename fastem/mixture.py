@@ -326,3 +326,391 @@ def load(path: str | os.PathLike):
         If the file is truncated, corrupted, inconsistent, or written by a newer fastem.
     """
     return load_estimator(path, ESTIMATORS)
+
+
+# ============================================================================ linear families
+_COMMON_PARAMETERS_DOC = """
+    n_components : int, default=1
+        Number of mixture components.
+    tol : float, default=1e-3
+        Convergence threshold on the change of the mean log-likelihood.
+    max_iter : int, default=100
+        Number of EM iterations to perform.
+    n_init : int, default=1
+        Number of initializations; the best result (highest lower bound) is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        Initial responsibilities (k-means on the rows, seeds only, random, or
+        random data points), turned into parameters by one M-step.
+    weights_init : array-like of shape (n_components,), default=None
+        User-provided initial weights.
+    random_state : int, RandomState instance or None, default=None
+        Seed for initialization and :meth:`sample`.
+    warm_start : bool, default=False
+        Start the next ``fit`` from the current solution (``n_init`` is ignored).
+    verbose : int, default=0
+        1 prints each initialization and iteration count, 2 adds timings.
+    verbose_interval : int, default=10
+        Iterations between progress messages.
+    n_jobs : int or None, default=None
+        Number of threads for the kernels; None uses all cores, -1 all, -2 all but one.
+    init_sample_size : int, default=100_000
+        Rows of a data source (or Dask collection) sampled for initialisation.
+    batch_size : int, default=65_536
+        Rows per mini-batch of ``fit(..., algorithm="online")``.
+    learning_decay : float, default=0.6
+        kappa in (0.5, 1] of the online step size (t + learning_offset) ** -kappa.
+    learning_offset : float, default=2.0
+        t0 >= 0 of the online step size.
+"""
+
+_COMMON_ATTRIBUTES_DOC = """
+    weights_ : ndarray of shape (n_components,)
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean log-likelihood at the start of the last iteration of the best run.
+    lower_bounds_ : list of float
+        Mean log-likelihood at every iteration of the best run; non-decreasing.
+    n_features_in_ : int
+    n_steps_ : int
+        Online updates made so far (:meth:`partial_fit`, ``algorithm="online"``).
+"""
+
+
+class _LinearMixture(BaseMixture):
+    """The estimators of the linear families: the parameter arrays are named by the family."""
+
+    _family_class: type
+    #: fitted attribute (without the trailing underscore) -> shape code: "KD" or "K"
+    _parameter_shapes: dict[str, str]
+
+    def _common_init(self, n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
+                     warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
+                     learning_decay, learning_offset) -> None:  # fmt: skip
+        self.n_components = n_components
+        self.tol = tol
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_jobs = n_jobs
+        self.init_sample_size = init_sample_size
+        self.batch_size = batch_size
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls._model_arrays = ("weights_",) + tuple(f"{name}_" for name in cls._parameter_shapes)
+
+    def _family(self):
+        return self._family_class()
+
+    def _shape(self, code: str, n_features: int) -> tuple:
+        return (self.n_components, n_features) if code == "KD" else (self.n_components,)
+
+    def _check_family_parameters(self, n_features: int) -> dict:
+        out = {}
+        for name, code in self._parameter_shapes.items():
+            value = getattr(self, f"{name}_init")
+            if value is not None:
+                arr = init_array(f"{name}_init", value, self._shape(code, n_features))
+                self._check_values(name, arr, f"Invalid value for '{name}_init'")
+                out[f"{name}_init"] = arr
+        return out
+
+    def _check_values(self, name: str, arr: np.ndarray, where: str) -> None:
+        """Raise ValueError when a parameter array is outside its family's range."""
+
+    def _publish(self, params) -> None:
+        self.weights_ = params.weights
+        for name in self._parameter_shapes:
+            setattr(self, f"{name}_", params.arrays[name])
+
+    def _params(self):
+        from .families._linear import LinearParams
+
+        return LinearParams(
+            np.asarray(self.weights_, dtype=np.float64),
+            {name: np.ascontiguousarray(getattr(self, f"{name}_"), dtype=np.float64)
+             for name in self._parameter_shapes},
+        )  # fmt: skip
+
+    def _check_model_file(self, header: dict, arrays: dict, n_iter: int) -> None:
+        K, D = header["n_components"], header["n_features"]
+        expected = {"weights_": (K,), "lower_bounds_": (n_iter,), "weights_init": (K,)}
+        for name, code in self._parameter_shapes.items():
+            shape = (K, D) if code == "KD" else (K,)
+            expected[f"{name}_"] = expected[f"{name}_init"] = shape
+        check_array_shapes(arrays, expected, f"{K} components in {D} dimensions")
+        for name in self._parameter_shapes:
+            self._check_values(name, arrays[f"{name}_"], f"{name}_")
+
+    def fit(
+        self, X, y=None, sample_weight=None, *, algorithm: str = "batch",
+        checkpoint: str | os.PathLike | None = None, n_passes: int = 1, callbacks=None,
+    ):  # fmt: skip
+        return self._fit(X, sample_weight, algorithm=algorithm, checkpoint=checkpoint, n_passes=n_passes,
+                         callbacks=callbacks)  # fmt: skip
+
+    fit.__doc__ = "Estimate the model parameters with the EM algorithm.\n" + _FIT_PARAMETERS
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        return self._partial_fit(X, sample_weight)
+
+    partial_fit.__doc__ = _PARTIAL_FIT_DOC
+
+
+class PoissonMixture(_LinearMixture):
+    (
+        """Mixture of independent Poisson counts per feature, fitted by EM with fused numba kernels.
+
+    Component k gives feature d a Poisson(rates_[k, d]) count. Counts must be
+    non-negative integers (any float or integer dtype). A rate whose
+    responsible counts are all 0 is held at 1e-10 (see
+    :mod:`fastem.families.poisson`).
+
+    Parameters
+    ----------"""
+        + _COMMON_PARAMETERS_DOC
+        + """    rates_init : array-like of shape (n_components, n_features), default=None
+        User-provided initial rates (> 0).
+
+    Attributes
+    ----------
+    rates_ : ndarray of shape (n_components, n_features)"""
+        + _COMMON_ATTRIBUTES_DOC
+    )
+
+    _parameter_shapes = {"rates": "KD"}
+    _init_array_params = ("weights_init", "rates_init")
+
+    def __init__(self, n_components: int = 1, *, tol: float = 1e-3, max_iter: int = 100, n_init: int = 1,
+                 init_params: str = "kmeans", weights_init=None, rates_init=None, random_state=None,
+                 warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
+                 n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
+                 learning_decay: float = 0.6, learning_offset: float = 2.0):  # fmt: skip
+        self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
+                          warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
+                          learning_decay, learning_offset)  # fmt: skip
+        self.rates_init = rates_init
+
+    @property
+    def _family_class(self):
+        from .families.poisson import PoissonFamily
+
+        return PoissonFamily
+
+    def _check_values(self, name, arr, where):
+        if np.any(arr <= 0):
+            raise ValueError(f"{where}: Poisson rates must be > 0, got min {arr.min():g}.")
+
+
+class BernoulliMixture(_LinearMixture):
+    (
+        """Mixture of independent binary features, fitted by EM with fused numba kernels.
+
+    Component k sets feature d to 1 with probability probabilities_[k, d].
+    Data must be 0 or 1. Probabilities reaching 0 or 1 are held in
+    [1e-10, 1 - 1e-10] (see :mod:`fastem.families.bernoulli`).
+
+    Parameters
+    ----------"""
+        + _COMMON_PARAMETERS_DOC
+        + """    probabilities_init : array-like of shape (n_components, n_features), default=None
+        User-provided initial probabilities, in (0, 1).
+
+    Attributes
+    ----------
+    probabilities_ : ndarray of shape (n_components, n_features)"""
+        + _COMMON_ATTRIBUTES_DOC
+    )
+
+    _parameter_shapes = {"probabilities": "KD"}
+    _init_array_params = ("weights_init", "probabilities_init")
+
+    def __init__(self, n_components: int = 1, *, tol: float = 1e-3, max_iter: int = 100, n_init: int = 1,
+                 init_params: str = "kmeans", weights_init=None, probabilities_init=None, random_state=None,
+                 warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
+                 n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
+                 learning_decay: float = 0.6, learning_offset: float = 2.0):  # fmt: skip
+        self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
+                          warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
+                          learning_decay, learning_offset)  # fmt: skip
+        self.probabilities_init = probabilities_init
+
+    @property
+    def _family_class(self):
+        from .families.bernoulli import BernoulliFamily
+
+        return BernoulliFamily
+
+    def _check_values(self, name, arr, where):
+        if np.any(arr <= 0) or np.any(arr >= 1):
+            raise ValueError(f"{where}: Bernoulli probabilities must lie in (0, 1), got min {arr.min():g} "
+                             f"and max {arr.max():g}.")  # fmt: skip
+
+
+class MultinomialMixture(_LinearMixture):
+    (
+        """Mixture of multinomials over count vectors (bag-of-words, categorical one-hots), fitted by EM.
+
+    Component k draws the row's counts from Multinomial(n, probabilities_[k])
+    where n is the row's total. Counts must be non-negative integers and every
+    row needs at least one count. ``scipy.sparse`` CSR input is used as it is
+    (the E-step is a sparse product; nothing is densified except the
+    initialisation sample). Probabilities below 1e-10 are raised to 1e-10 (see
+    :mod:`fastem.families.multinomial`).
+
+    Parameters
+    ----------"""
+        + _COMMON_PARAMETERS_DOC
+        + """    probabilities_init : array-like of shape (n_components, n_features), default=None
+        User-provided initial probabilities: positive rows summing to 1.
+
+    Attributes
+    ----------
+    probabilities_ : ndarray of shape (n_components, n_features)
+        Rows sum to 1."""
+        + _COMMON_ATTRIBUTES_DOC
+    )
+
+    _parameter_shapes = {"probabilities": "KD"}
+    _init_array_params = ("weights_init", "probabilities_init")
+
+    def __init__(self, n_components: int = 1, *, tol: float = 1e-3, max_iter: int = 100, n_init: int = 1,
+                 init_params: str = "kmeans", weights_init=None, probabilities_init=None, random_state=None,
+                 warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
+                 n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
+                 learning_decay: float = 0.6, learning_offset: float = 2.0):  # fmt: skip
+        self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
+                          warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
+                          learning_decay, learning_offset)  # fmt: skip
+        self.probabilities_init = probabilities_init
+
+    @property
+    def _family_class(self):
+        from .families.multinomial import MultinomialFamily
+
+        return MultinomialFamily
+
+    def _check_values(self, name, arr, where):
+        if np.any(arr <= 0) or not np.allclose(arr.sum(axis=1), 1.0, rtol=0, atol=1e-6):
+            raise ValueError(f"{where}: multinomial probabilities must be positive rows summing to 1. "
+                             "Normalise them with p / p.sum(axis=1, keepdims=True).")  # fmt: skip
+
+    def _as_array(self, X, *, fitting: bool):
+        from .families._linear import is_csr
+
+        if is_csr(X) or (hasattr(X, "tocsr") and getattr(X, "format", None) in ("csc", "coo")):
+            X = X.tocsr() if not is_csr(X) else X
+            if X.dtype not in (np.float32, np.float64):
+                X = X.astype(np.float64)
+            if X.ndim != 2 or X.shape[0] < (2 if fitting else 1) or X.shape[1] < 1:
+                raise ValueError(f"Expected a 2D sparse matrix with at least 2 rows, got shape {X.shape}.")
+            return X
+        return super()._as_array(X, fitting=fitting)
+
+    def _plan_fit(self, X, sample_weight):
+        from ._base import check_random_state
+        from ._executor import ArrayExecutor, FitPlan
+        from ._mixture import is_dask_collection, is_source
+        from .families._linear import is_csr
+
+        if is_dask_collection(X) or is_source(X) or not (is_csr(X) or hasattr(X, "tocsr")):
+            return super()._plan_fit(X, sample_weight)
+        X = self._validate_X(X, fitting=True)
+        sw = self._validate_sample_weight(sample_weight, X.shape[0])
+        # initialisation runs on a dense row sample bounded to 128 MB
+        n, d = X.shape
+        m = int(min(n, self.init_sample_size, max(1000, 2**27 // (8 * d))))
+        rows = np.arange(n)
+        if m < n:
+            rng = np.random.default_rng(check_random_state(self.random_state).randint(2**31 - 1))
+            rows = np.sort(rng.choice(n, m, replace=False))
+        init_X = np.ascontiguousarray(X[rows].toarray())
+        init_sw = None if sw is None else np.ascontiguousarray(sw[rows])
+        return FitPlan(ArrayExecutor(X, sw, self._family()), init_X, init_sw, n, d, None)
+
+
+class VonMisesFisherMixture(_LinearMixture):
+    (
+        """Mixture of von Mises-Fisher distributions on the unit sphere, fitted by EM with fused kernels.
+
+    For directions: normalised text or image embeddings, unit vectors in D up
+    to a few thousand dimensions. Component k has density
+    C_D(kappa_k) exp(kappa_k mu_k . x). float32 input stays float32 in the
+    kernel (statistics accumulate in float64). The concentration update
+    solves A_D(kappa) = rbar to full precision with stable log-Bessel
+    functions (see :mod:`fastem.families.vmf`).
+
+    Parameters
+    ----------"""
+        + _COMMON_PARAMETERS_DOC
+        + """    mean_directions_init : array-like of shape (n_components, n_features), default=None
+        User-provided initial mean directions (unit rows).
+    concentrations_init : array-like of shape (n_components,), default=None
+        User-provided initial concentrations (>= 0).
+    normalize : bool, default=False
+        False: rows must already have unit norm (within 1e-4) and others are
+        refused with the row named. True: fastem divides each row by its norm
+        (on a copy of each chunk); all-zero rows are refused.
+
+    Attributes
+    ----------
+    mean_directions_ : ndarray of shape (n_components, n_features)
+    concentrations_ : ndarray of shape (n_components,)"""
+        + _COMMON_ATTRIBUTES_DOC
+    )
+
+    _parameter_shapes = {"mean_directions": "KD", "concentrations": "K"}
+    _init_array_params = ("weights_init", "mean_directions_init", "concentrations_init")
+
+    def __init__(self, n_components: int = 1, *, tol: float = 1e-3, max_iter: int = 100, n_init: int = 1,
+                 init_params: str = "kmeans", weights_init=None, mean_directions_init=None,
+                 concentrations_init=None, normalize: bool = False, random_state=None,
+                 warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
+                 n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
+                 learning_decay: float = 0.6, learning_offset: float = 2.0):  # fmt: skip
+        self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
+                          warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
+                          learning_decay, learning_offset)  # fmt: skip
+        self.mean_directions_init = mean_directions_init
+        self.concentrations_init = concentrations_init
+        self.normalize = normalize
+
+    @property
+    def _family_class(self):
+        from .families.vmf import VonMisesFisherFamily
+
+        return VonMisesFisherFamily
+
+    def _family(self):
+        return self._family_class(normalize=bool(self.normalize))
+
+    def _check_family_parameters(self, n_features: int) -> dict:
+        if not isinstance(self.normalize, (bool, np.bool_)):
+            raise ValueError(f"Invalid value for 'normalize': {self.normalize!r}. It must be True or False.")
+        return super()._check_family_parameters(n_features)
+
+    def _check_values(self, name, arr, where):
+        if name == "concentrations" and np.any(arr < 0):
+            raise ValueError(f"{where}: concentrations must be >= 0, got min {arr.min():g}.")
+        if name == "mean_directions":
+            norms = np.linalg.norm(arr, axis=1)
+            if not np.allclose(norms, 1.0, rtol=0, atol=1e-6):
+                raise ValueError(f"{where}: mean directions must be unit vectors (norms {norms.min():.6g} to "
+                                 f"{norms.max():.6g}). Normalise them with m / np.linalg.norm(m, axis=1, "
+                                 "keepdims=True).")  # fmt: skip
+
+
+ESTIMATORS.update(
+    {
+        cls.__name__: cls
+        for cls in (PoissonMixture, BernoulliMixture, MultinomialMixture, VonMisesFisherMixture)
+    }
+)

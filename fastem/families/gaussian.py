@@ -558,7 +558,7 @@ def check_fitted_arrays(arrays: dict, kind: str, n_features: int) -> None:
         if np.any(U <= 0) or np.any(C <= 0):
             raise ValueError(f"{kind} precisions and covariances must be positive.")
         if not np.allclose(P, U**2, rtol=1e-10, atol=0) or not np.allclose(C * P, 1.0, rtol=0, atol=1e-9):
-            raise ValueError(f"covariances_, precisions_ and precisions_cholesky_ disagree.")
+            raise ValueError("covariances_, precisions_ and precisions_cholesky_ disagree.")
 
 
 # ---------------------------------------------------------------- the family

@@ -1,0 +1,331 @@
+"""What the linear exponential families (Poisson, Bernoulli, multinomial, vMF) share.
+
+For each of them the per-component log-density is linear in x,
+``log p_k(x) = theta_k . x + c_k + h(x)``, so they share one fused kernel
+(``_kernels/expfam.py``: the product X theta^T, log-sum-exp, responsibilities
+and the first moments) and one kind of statistics:
+
+    R_k = sum_i w_i r_ik,    S1_k = sum_i w_i r_ik x_i
+
+Each family module says how parameters map to (theta, c), how (R, S1) map
+back to parameters (its M-step), which values its data may take, how to
+sample and how many free parameters it has; this module does the rest.
+
+Emptied components follow the Gaussian family's rule: a component whose mass
+R_k falls below 10 eps times the mass of one average sample is emptied; the
+first such component is re-seeded at the worst-explained sample of the pass
+(lowest log-likelihood) with the mass of one sample, any others keep their
+previous parameters with weight 0 until a later iteration re-seeds them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+
+from .._init import responsibility_chunks, responsibility_sums
+from .._kernels._config import BLOCK_ROWS
+from .._kernels.checks import (
+    EMPTY_ROW,
+    NEGATIVE,
+    NONFINITE,
+    NOT_BINARY,
+    NOT_INTEGER,
+    NOT_UNIT,
+    _first_invalid,
+)
+from .._kernels.expfam import _expfam_pass, _expfam_pass_csr, log_factorial_table
+from .._threads import serial_if_small
+from .base import EMPTY_MASS, NO_F64, NO_I64, NO_RESP, Invalid, rows_per_call
+
+_LOG_FACTORIALS = log_factorial_table()
+
+
+def is_csr(X) -> bool:
+    """A scipy.sparse CSR matrix or array (checked without importing scipy)."""
+    return getattr(X, "format", None) == "csr" and hasattr(X, "indptr")
+
+
+@dataclass
+class LinearParams:
+    """Mixture weights plus the family's named parameter arrays (e.g. ``{"rates": (K, D)}``)."""
+
+    weights: np.ndarray
+    arrays: dict[str, np.ndarray]
+
+    @property
+    def n_components(self) -> int:
+        return self.weights.shape[0]
+
+
+@dataclass
+class LinearStats:
+    """Additive statistics of one E-step of a linear family (see the module docstring)."""
+
+    #: the parameters of the E-step (emptied components keep theirs)
+    previous: LinearParams
+    R: np.ndarray
+    S1: np.ndarray
+    #: [sum w * loglik, sum w, worst (lowest) per-point log-likelihood, number of rows]
+    scalars: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, np.inf, 0.0]))
+    worst_index: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    worst_x: np.ndarray | None = None
+
+    @classmethod
+    def zeros(cls, params: LinearParams, n_features: int) -> LinearStats:
+        K = params.n_components
+        return cls(params, np.zeros(K), np.zeros((K, n_features)), worst_x=np.zeros(n_features))
+
+    @property
+    def weight_sum(self) -> float:
+        return float(self.scalars[1])
+
+    @property
+    def loglik_sum(self) -> float:
+        return float(self.scalars[0])
+
+    @property
+    def sample_mass(self) -> float:
+        """Responsibility mass of one average sample: sum w / number of rows."""
+        return float(self.scalars[1] / self.scalars[3]) if self.scalars[3] > 0 else 1.0
+
+    @property
+    def mean_log_likelihood(self) -> float:
+        return float(self.scalars[0] / self.scalars[1])
+
+    def merge(self, other: LinearStats) -> LinearStats:
+        """Add ``other`` into ``self`` in place (the worst point is the lower of the two)."""
+        self.R += other.R
+        self.S1 += other.S1
+        self.scalars[0] += other.scalars[0]
+        self.scalars[1] += other.scalars[1]
+        self.scalars[3] += other.scalars[3]
+        if other.scalars[2] < self.scalars[2]:
+            self.scalars[2] = other.scalars[2]
+            self.worst_index[:] = other.worst_index
+            self.worst_x = other.worst_x.copy()
+        return self
+
+    def copy(self) -> LinearStats:
+        worst = None if self.worst_x is None else self.worst_x.copy()
+        return LinearStats(self.previous, self.R.copy(), self.S1.copy(), self.scalars.copy(),
+                           self.worst_index.copy(), worst)  # fmt: skip
+
+    def scaled(self, factor: float) -> LinearStats:
+        out = self.copy()
+        out.R *= factor
+        out.S1 *= factor
+        return out
+
+    def rebased(self, params: LinearParams) -> LinearStats:
+        """First moments need no shift: the same numbers, remembered as taken under ``params``."""
+        out = self.copy()
+        out.previous = params
+        return out
+
+    def blended(self, old: LinearStats, eta: float) -> LinearStats:
+        out = self.scaled(eta)
+        out.R += (1.0 - eta) * old.R
+        out.S1 += (1.0 - eta) * old.S1
+        return out
+
+
+_PROBLEMS = {
+    NONFINITE: ("{value}", "the first non-finite value",
+                "Remove or impute NaN and inf values before calling fastem."),
+    NEGATIVE: ("a negative count {value}", "counts must be >= 0", "Pass non-negative integer counts."),
+    NOT_INTEGER: ("a non-integer count {value}", "counts must be whole numbers",
+                  "Pass integer counts (round them, or use a GaussianMixture for continuous data)."),
+    NOT_BINARY: ("the value {value}", "Bernoulli features must be 0 or 1",
+                 "Binarise the data first, e.g. (X > threshold).astype(float)."),
+    EMPTY_ROW: ("a row of zero counts", "a multinomial draw needs at least one count",
+                "Remove empty rows (documents without words) before fitting."),
+    NOT_UNIT: ("a row of norm {value}", "von Mises-Fisher data must be unit vectors",
+               "Normalise the rows (X / ||X||), or pass normalize=True to let fastem do it."),
+}  # fmt: skip
+
+
+class LinearFamily:
+    """Base of the linear families; subclasses fill the class attributes and the hooks below."""
+
+    name: ClassVar[str]
+    #: base-measure code of the kernel (0 none, 1 Poisson, 2 multinomial)
+    base_code: ClassVar[int] = 0
+    #: value rule of ``_kernels.checks._first_invalid``, and its tolerance
+    rule: ClassVar[int]
+    rule_tol: ClassVar[float] = 0.0
+    #: the parameter arrays' names, e.g. ("rates",)
+    parameter_names: ClassVar[tuple[str, ...]]
+    #: whether the kernel runs on CSR input
+    accepts_sparse: ClassVar[bool] = False
+
+    @property
+    def config(self) -> dict:
+        return {}
+
+    # ---- hooks
+    def natural(self, params: LinearParams, dtype) -> tuple[np.ndarray, np.ndarray]:
+        """(theta (K, D) in ``dtype``, c (K,) float64) with log p_k(x) = theta_k . x + c_k + h(x)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def from_moments(self, R: np.ndarray, S1: np.ndarray) -> dict[str, np.ndarray]:
+        """The M-step of the components' own parameters from their (R, S1) (live components only)."""
+        raise NotImplementedError  # pragma: no cover
+
+    def from_point(self, x: np.ndarray, params: LinearParams) -> dict[str, np.ndarray]:
+        """Parameters of one component re-seeded at the data point ``x`` (the emptied-component rule)."""
+        return self.from_moments(np.ones(1), x[None, :].astype(np.float64))
+
+    # ---- protocol
+    def zero_stats(self, params: LinearParams) -> LinearStats:
+        return LinearStats.zeros(params, params.arrays[self.parameter_names[0]].shape[1])
+
+    def accumulate(
+        self, X, sample_weight, params: LinearParams, stats: LinearStats | None, row_offset: int = 0,
+        out_logprob=NO_F64, out_label=NO_I64, out_resp=NO_RESP,
+    ) -> None:  # fmt: skip
+        """The fused pass over the rows of ``X`` (dense, or CSR where the family accepts it)."""
+        sparse = is_csr(X)
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+        theta, c = self.natural(params, dtype)
+        with np.errstate(divide="ignore"):  # a zero weight gives log 0 = -inf: never chosen
+            const = np.ascontiguousarray(np.log(params.weights) + c, dtype=np.float64)
+        theta = np.ascontiguousarray(theta, dtype=dtype)
+        accumulate = stats is not None
+        if stats is None:
+            stats = LinearStats.zeros(params, theta.shape[1])
+        step = rows_per_call(stats.R.size + stats.S1.size) if accumulate else BLOCK_ROWS * 1024
+        sw = NO_F64 if sample_weight is None else sample_weight
+        n = X.shape[0]
+        with serial_if_small(n, BLOCK_ROWS):
+            for start in range(0, n, step):
+                stop = min(n, start + step)
+                common = (
+                    sw[start:stop] if sw.size else NO_F64, theta, const, self.base_code, _LOG_FACTORIALS,
+                    accumulate, row_offset + start, stats.R, stats.S1, stats.scalars, stats.worst_index,
+                    stats.worst_x,
+                    out_logprob[start:stop] if out_logprob.size else NO_F64,
+                    out_label[start:stop] if out_label.size else NO_I64,
+                    out_resp[start:stop] if out_resp.size else NO_RESP,
+                )  # fmt: skip
+                if sparse:
+                    _expfam_pass_csr(X.data, X.indices, X.indptr[start : stop + 1], X.shape[1], *common)
+                else:
+                    _expfam_pass(X[start:stop], *common)
+
+    def m_step(self, stats: LinearStats) -> tuple[LinearParams, list[int]]:
+        """New weights and parameters; emptied components by the rule of the module docstring."""
+        R = stats.R
+        one_sample = stats.sample_mass
+        live = np.flatnonzero(R >= EMPTY_MASS * one_sample)
+        empty = np.flatnonzero(~(R >= EMPTY_MASS * one_sample))
+        if live.size == 0:
+            raise ValueError(
+                "every component has zero responsibility mass: the sample weights sum "
+                "to zero or the data are degenerate. Pass positive sample weights."
+            )
+        arrays = {name: np.array(a, dtype=np.float64) for name, a in stats.previous.arrays.items()}
+        for name, values in self.from_moments(R[live], stats.S1[live]).items():
+            arrays[name][live] = values
+        weights = np.where(R >= EMPTY_MASS * one_sample, R, 0.0)
+        if empty.size:
+            first = empty[0]
+            if np.isfinite(stats.scalars[2]) and stats.worst_x is not None:
+                for name, values in self.from_point(stats.worst_x, stats.previous).items():
+                    arrays[name][first] = values[0]
+            weights[first] = one_sample
+        return LinearParams(weights / weights.sum(), arrays), [int(k) for k in empty]
+
+    def first_invalid(self, X) -> Invalid | None:
+        if is_csr(X):
+            return self._first_invalid_csr(X)
+        row, col, code = _first_invalid(X, self.rule, self.rule_tol)
+        if code == 0:
+            return None
+        return self._describe(X, int(row), int(col), int(code))
+
+    def _describe(self, X, row: int, col: int, code: int) -> Invalid:
+        what, detail, fix = _PROBLEMS[code]
+        if code == NOT_UNIT:
+            value = f"{np.linalg.norm(np.asarray(X[row], dtype=np.float64)):.6g}"
+        elif code == EMPTY_ROW:
+            value = ""
+        else:
+            v = float(X[row, col])
+            value = ("NaN" if np.isnan(v) else "infinity") if code == NONFINITE else f"{v:g}"
+        return Invalid(row, col, what.format(value=value), detail, fix)
+
+    def _first_invalid_csr(self, X) -> Invalid | None:
+        """The same checks on a CSR matrix: its stored values, then row totals."""
+        data = np.asarray(X.data)
+        indptr = np.asarray(X.indptr)
+        bad = np.flatnonzero(~np.isfinite(data))
+        codes = [(NONFINITE, bad)]
+        if self.base_code:  # counts
+            codes.append((NEGATIVE, np.flatnonzero(data < 0)))
+            codes.append((NOT_INTEGER, np.flatnonzero(np.isfinite(data) & (data != np.floor(data)))))
+        first = None
+        for code, where in codes:
+            if where.size and (first is None or where[0] < first[1]):
+                first = (code, int(where[0]))
+        if first is not None:
+            code, pos = first
+            row = int(np.searchsorted(indptr, pos, side="right") - 1)
+            col = int(X.indices[pos])
+            what, detail, fix = _PROBLEMS[code]
+            v = float(data[pos])
+            value = ("NaN" if np.isnan(v) else "infinity") if code == NONFINITE else f"{v:g}"
+            return Invalid(row, col, what.format(value=value), detail, fix)
+        if self.rule == 3:  # multinomial: every row needs a positive total
+            totals = np.add.reduceat(np.append(data, 0.0), np.minimum(indptr[:-1], data.size))
+            totals[indptr[:-1] == indptr[1:]] = 0.0
+            empty = np.flatnonzero(totals <= 0)
+            if empty.size:
+                what, detail, fix = _PROBLEMS[EMPTY_ROW]
+                return Invalid(int(empty[0]), -1, what, detail, fix)
+        return None
+
+    def initial_params(self, X, sample_weight, *, n_components, init_params, random_state,
+                       weights_init=None, **init_arrays) -> LinearParams:  # fmt: skip
+        """Responsibilities from ``init_params`` on ``X`` (dense), then one M-step; ``*_init`` arrays win."""
+        given = {name: init_arrays.get(f"{name}_init") for name in self.parameter_names}
+        if weights_init is not None and all(v is not None for v in given.values()):
+            return LinearParams(np.array(weights_init, dtype=np.float64),
+                                {k: np.array(v, dtype=np.float64) for k, v in given.items()})  # fmt: skip
+        if is_csr(X):
+            X = np.ascontiguousarray(X.toarray())
+        resp_chunks, _ = responsibility_chunks(X, sample_weight, n_components, init_params, random_state)
+        R, S1, weight_sum, n_rows = responsibility_sums(X, sample_weight, resp_chunks, n_components)
+        # a component with no responsibility gets the overall statistics (a neutral start)
+        R_all, S1_all = R.sum(), S1.sum(axis=0)
+        none = ~(R > 0)
+        R[none], S1[none] = R_all / n_components, S1_all / n_components
+        arrays = self.from_moments(R, S1)
+        weights = R / R.sum()
+        if weights_init is not None:
+            weights = np.array(weights_init, dtype=np.float64)
+        for name, value in given.items():
+            if value is not None:
+                arrays[name] = np.array(value, dtype=np.float64)
+        return LinearParams(weights, arrays)
+
+    def param_arrays(self, params: LinearParams) -> dict[str, np.ndarray]:
+        return {"weights": params.weights, **params.arrays}
+
+    def params_from_arrays(self, arrays: dict[str, np.ndarray]) -> LinearParams:
+        named = {name: np.array(arrays[name], dtype=np.float64) for name in self.parameter_names}
+        return LinearParams(np.array(arrays["weights"], dtype=np.float64), named)
+
+    def stats_arrays(self, stats: LinearStats) -> dict[str, np.ndarray]:
+        prev = {f"previous_{k}": v for k, v in self.param_arrays(stats.previous).items()}
+        worst = stats.worst_x if stats.worst_x is not None else np.zeros(stats.S1.shape[1])
+        return {"R": stats.R, "S1": stats.S1, "scalars": stats.scalars, "worst_index": stats.worst_index,
+                "worst_x": worst, **prev}  # fmt: skip
+
+    def stats_from_arrays(self, arrays: dict[str, np.ndarray]) -> LinearStats:
+        prev = self.params_from_arrays({k[len("previous_"):]: v for k, v in arrays.items()
+                                        if k.startswith("previous_")})  # fmt: skip
+        return LinearStats(prev, arrays["R"].copy(), arrays["S1"].copy(), arrays["scalars"].copy(),
+                           arrays["worst_index"].copy(), arrays["worst_x"].copy())  # fmt: skip
