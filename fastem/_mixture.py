@@ -91,7 +91,10 @@ class BaseMixture(EstimatorBase):
 
     Subclasses define ``_family()``, ``_check_family_parameters(n_features)``
     (returning the validated ``*_init`` arrays as keyword arguments of the
-    family's ``initial_params``), ``_publish(params)`` and ``_params()``.
+    family's ``initial_params``), ``_publish(params)`` (set the fitted
+    attributes), ``_params()`` (the family's parameters from them),
+    ``_check_model_file(header, arrays, n_iter)`` and the class attributes
+    ``_model_arrays`` (fitted array attributes) and ``_init_array_params``.
     """
 
     #: the fitted attribute that marks a fitted estimator
@@ -100,18 +103,6 @@ class BaseMixture(EstimatorBase):
     _result_neutral_params: ClassVar[frozenset] = frozenset({"verbose", "verbose_interval", "n_jobs"})
 
     # ------------------------------------------------------------------ hooks
-    def _family(self):  # pragma: no cover - every subclass overrides it
-        raise NotImplementedError
-
-    def _check_family_parameters(self, n_features: int) -> dict:  # pragma: no cover
-        raise NotImplementedError
-
-    def _publish(self, params) -> None:  # pragma: no cover
-        raise NotImplementedError
-
-    def _params(self):  # pragma: no cover
-        raise NotImplementedError
-
     def _as_array(self, X, *, fitting: bool):
         """The input as the kernels need it (default: a C-contiguous float32/float64 array)."""
         return as_float_array(X, ensure_min_samples=2 if fitting else 1, estimator=self)

@@ -1,6 +1,8 @@
-"""Model files: save a fitted :class:`~fastem.GaussianMixture` and load it back, without pickle.
+"""Model files: save a fitted mixture estimator and load it back, without pickle.
 
-Use :meth:`fastem.GaussianMixture.save` and :func:`fastem.load`::
+Every estimator (``GaussianMixture``, ``PoissonMixture``, ``BernoulliMixture``,
+``MultinomialMixture``, ``VonMisesFisherMixture``) has ``save``; :func:`fastem.load`
+reads any of them back. Use::
 
     gm.save("model.npz", data=X)          # data is optional: recorded as shape + fingerprint
     gm2 = fastem.load("model.npz")        # gm2.predict(X) == gm.predict(X), bit for bit
@@ -19,8 +21,11 @@ stored uncompressed:
       larger version than it knows;
     - ``fastem_version``: the version of fastem that wrote the file;
     - ``created``: UTC time of writing, ISO 8601;
-    - ``estimator``: ``"GaussianMixture"``;
-    - ``covariance_type``, ``n_components``, ``n_features``;
+    - ``estimator``: the class name, e.g. ``"GaussianMixture"`` or ``"PoissonMixture"``;
+    - ``family``: ``"gaussian"``, ``"poisson"``, ``"bernoulli"``, ``"multinomial"`` or ``"vmf"``,
+      followed by the family's configuration (``covariance_type`` for the Gaussian,
+      ``normalize`` for vMF);
+    - ``n_components``, ``n_features``;
     - ``hyperparameters``: the estimator's ``get_params()`` except the three
       ``*_init`` arrays (stored as members, see below); a ``random_state``
       that is not an int or None is stored as ``null`` and listed in
@@ -39,10 +44,11 @@ stored uncompressed:
     - ``notes``: list of strings.
 
 ``<name>.npy`` members, float64, written with ``numpy.lib.format`` (no object arrays)
-    ``weights_`` (K,), ``means_`` (K, D), ``covariances_``, ``precisions_``,
-    ``precisions_cholesky_`` (shapes as in scikit-learn for the covariance
-    type), ``lower_bounds_`` (n_iter,) the mean log-likelihood per iteration,
-    and, only when set, ``weights_init``, ``means_init``, ``precisions_init``.
+    the fitted parameter attributes (Gaussian: ``weights_`` (K,), ``means_``
+    (K, D), ``covariances_``, ``precisions_``, ``precisions_cholesky_``, shapes
+    as in scikit-learn for the covariance type; Poisson: ``weights_``,
+    ``rates_``; ...), ``lower_bounds_`` (n_iter,) the mean log-likelihood per
+    iteration, and, only when set, the ``*_init`` arrays.
 
 Guarantees
 ----------
@@ -72,12 +78,9 @@ import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import Any, BinaryIO
 
 import numpy as np
-
-if TYPE_CHECKING:
-    from ._mixture import BaseMixture
 
 __all__ = [
     "FORMAT_VERSION",
@@ -150,7 +153,7 @@ def _json_float(x: float) -> float | str:
     return float(x) if math.isfinite(x) else repr(float(x))
 
 
-def _hyperparameters(gm: BaseMixture) -> tuple[dict, dict, list[str]]:
+def _hyperparameters(gm: Any) -> tuple[dict, dict, list[str]]:
     params = gm.get_params(deep=False)
     arrays, notes = {}, []
     for name in type(gm)._init_array_params:
@@ -170,7 +173,7 @@ def _hyperparameters(gm: BaseMixture) -> tuple[dict, dict, list[str]]:
 
 
 def save(
-    gm: BaseMixture,
+    gm: Any,
     path: str | os.PathLike,
     *,
     data: Any = None,

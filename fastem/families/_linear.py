@@ -165,15 +165,12 @@ class LinearFamily:
     def config(self) -> dict:
         return {}
 
-    # ---- hooks
-    def natural(self, params: LinearParams, dtype) -> tuple[np.ndarray, np.ndarray]:
-        """(theta (K, D) in ``dtype``, c (K,) float64) with log p_k(x) = theta_k . x + c_k + h(x)."""
-        raise NotImplementedError  # pragma: no cover
-
-    def from_moments(self, R: np.ndarray, S1: np.ndarray) -> dict[str, np.ndarray]:
-        """The M-step of the components' own parameters from their (R, S1) (live components only)."""
-        raise NotImplementedError  # pragma: no cover
-
+    # ---- hooks every family defines:
+    # natural(params, dtype) -> (theta (K, D) in dtype, c (K,) float64) with
+    #     log p_k(x) = theta_k . x + c_k + h(x);
+    # from_moments(R, S1) -> {name: array}: the M-step of the components' own
+    #     parameters from their (R, S1) (live components only);
+    # sample(params, counts, rng) and n_parameters(params).
     def from_point(self, x: np.ndarray, params: LinearParams) -> dict[str, np.ndarray]:
         """Parameters of one component re-seeded at the data point ``x`` (the emptied-component rule)."""
         return self.from_moments(np.ones(1), x[None, :].astype(np.float64))
