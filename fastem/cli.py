@@ -1,4 +1,4 @@
-"""The ``fastem`` command: fit, predict, score, inspect and select Gaussian mixtures from a shell.
+"""The ``fastem`` command: fit, predict, score, inspect and select mixture models from a shell.
 
 Run ``fastem --help`` or ``fastem COMMAND --help``. Exit codes: 0 success,
 1 the work failed (unreadable data, bad model file, failed fit), 2 the command
@@ -22,6 +22,22 @@ from typing import Any
 import numpy as np
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+#: ``--family`` name -> estimator class name in fastem.mixture (the model header's "family" key)
+FAMILIES = {
+    "gaussian": "GaussianMixture",
+    "poisson": "PoissonMixture",
+    "bernoulli": "BernoulliMixture",
+    "multinomial": "MultinomialMixture",
+    "vmf": "VonMisesFisherMixture",
+}
+#: what each family's data must look like, for --help
+_FAMILY_DATA = {
+    "gaussian": "real numbers",
+    "poisson": "non-negative integer counts",
+    "bernoulli": "0/1 features",
+    "multinomial": "count vectors (each row at least one count)",
+    "vmf": "unit-norm rows (or add --normalize)",
+}
 #: mclust's names for the same models, shown in the `select` table for readers who know mclust
 MCLUST_NAMES = {"full": "VVV", "tied": "EEE", "diag": "VVI", "spherical": "VII"}
 #: formats the in-memory fallback reads when fastem.sources is not installed
@@ -152,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     fitting = _Parser(add_help=False)
     g = fitting.add_argument_group("EM options")
+    g.add_argument(
+        "--family",
+        choices=tuple(FAMILIES),
+        default="gaussian",
+        help="mixture family (gaussian); the data must be "
+        + "; ".join(f"{name}: {what}" for name, what in _FAMILY_DATA.items()),
+    )
+    g.add_argument(
+        "--normalize",
+        action="store_true",
+        help="vmf only: divide each row by its norm instead of refusing rows that are not unit vectors",
+    )
     g.add_argument("--max-iter", type=_nonneg_int, default=100, metavar="N", help="EM iterations (100)")
     g.add_argument(
         "--tol", type=_nonneg_float, default=1e-3, help="stop when the mean log-likelihood gains less (1e-3)"
@@ -164,7 +192,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="initialisation (kmeans)",
     )
     g.add_argument(
-        "--reg-covar", type=_nonneg_float, default=1e-6, metavar="R", help="added to covariance diagonals"
+        "--reg-covar",
+        type=_nonneg_float,
+        default=None,  # None: not given, so other families can refuse it when it is
+        metavar="R",
+        help="gaussian only: added to covariance diagonals (1e-6)",
     )
     g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same model (0)")
     g.add_argument("--threads", type=_threads, default=None, metavar="N", help="threads (default: all)")
@@ -184,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(
         prog="fastem",
-        description="Fit Gaussian mixture models by EM with fast parallel kernels.",
+        description="Fit mixture models (Gaussian, Poisson, Bernoulli, multinomial, von Mises-Fisher) "
+        "by EM with fast parallel kernels.",
         epilog=_EPILOG_MAIN,
         formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[common],
@@ -204,15 +237,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add(
         "fit",
-        "Fit a Gaussian mixture to DATA and save it as a model file.",
+        "Fit a mixture (Gaussian unless --family says otherwise) to DATA and save it as a model file.",
         "  fastem fit data.npy -k 8 --out model.npz\n"
         "  fastem fit data.csv -k 3 --covariance diag --n-init 5 --seed 1 --out model.npz\n"
+        "  fastem fit counts.csv -k 4 --family poisson --out model.npz\n"
+        "  fastem fit embeddings.npy -k 20 --family vmf --normalize --out model.npz\n"
         "  fastem fit big.npy -k 16 --chunk-rows 100000 --threads 8 --out model.npz\n",
         [fitting],
     )
     p.add_argument("data", metavar="DATA", help="training data (.npy, .csv, .parquet, .h5, .zarr)")
     p.add_argument("-k", "--n-components", type=_positive_int, required=True, metavar="K")
-    p.add_argument("--covariance", choices=COVARIANCE_TYPES, default="full", help="covariance type (full)")
+    p.add_argument(
+        "--covariance", choices=COVARIANCE_TYPES, default=None, help="gaussian only: covariance type (full)"
+    )
     p.add_argument("--out", "-o", required=True, metavar="MODEL", help="model file to write (.npz)")
     p.add_argument(
         "--require-converged", action="store_true", help="exit with status 1 if EM did not converge"
@@ -258,7 +295,8 @@ def build_parser() -> argparse.ArgumentParser:
         "select",
         "Fit every (K, covariance type), print BIC and AIC tables, and keep the best model.",
         "  fastem select data.npy -k 1..9 --out best.npz\n"
-        "  fastem select data.csv -k 2,4,8 --covariance full,diag --criterion aic\n",
+        "  fastem select data.csv -k 2,4,8 --covariance full,diag --criterion aic\n"
+        "  fastem select counts.csv -k 1..6 --family poisson --out best.npz\n",
         [fitting],
     )
     p.add_argument("data", metavar="DATA")
@@ -273,9 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--covariance",
         type=_covariance_list,
-        default=list(COVARIANCE_TYPES),
+        default=None,
         metavar="TYPES",
-        help="all (default) or a comma-separated subset of full,tied,diag,spherical",
+        help="gaussian only: all (default) or a comma-separated subset of full,tied,diag,spherical",
     )
     p.add_argument("--criterion", choices=("bic", "aic"), default="bic", help="what 'best' means (bic)")
     p.add_argument("--out", "-o", metavar="MODEL", help="save the best model here")
@@ -471,20 +509,49 @@ def _one_line(text: str) -> str:
 
 
 # ============================================================================ commands
-def _estimator(args, n_components: int, covariance: str):
-    from .mixture import GaussianMixture
+def _check_family_options(args, gaussian_default) -> None:
+    """Fill in the Gaussian-only defaults, or refuse them (exit 2) when given with another family."""
+    family = args.family
+    if family == "gaussian":
+        args.covariance = gaussian_default if args.covariance is None else args.covariance
+        args.reg_covar = 1e-6 if args.reg_covar is None else args.reg_covar
+    else:
+        given = [opt for opt, value in (("--covariance", args.covariance), ("--reg-covar", args.reg_covar))
+                 if value is not None]  # fmt: skip
+        if given:
+            verb, pronoun = ("apply", "them") if len(given) > 1 else ("applies", "it")
+            raise UsageError(
+                f"fastem {args.command}: error: {' and '.join(given)} only {verb} to --family gaussian, "
+                f"not {family}; drop {pronoun}"
+            )
+    if args.normalize and family != "vmf":
+        raise UsageError(
+            f"fastem {args.command}: error: --normalize only applies to --family vmf, not {family}"
+        )
 
-    return GaussianMixture(
-        n_components,
-        covariance_type=covariance,
+
+def _estimator(args, n_components: int, covariance: str | None):
+    from . import mixture
+
+    cls = getattr(mixture, FAMILIES[args.family])
+    common = dict(
         tol=args.tol,
-        reg_covar=args.reg_covar,
         max_iter=args.max_iter,
         n_init=args.n_init,
         init_params=args.init,
         random_state=args.seed,
         n_jobs=args.threads,
     )
+    if args.family == "gaussian":
+        return cls(n_components, covariance_type=covariance, reg_covar=args.reg_covar, **common)
+    if args.family == "vmf":
+        return cls(n_components, normalize=args.normalize, **common)
+    return cls(n_components, **common)
+
+
+def _model_name(family: str, covariance: str | None) -> str:
+    """How the commands name a model kind: the covariance type for Gaussians, else the family."""
+    return covariance if family == "gaussian" else family
 
 
 @contextlib.contextmanager
@@ -499,12 +566,18 @@ def _reading(path: str) -> Iterator[None]:
     except ImportError as exc:  # an optional reader (pyarrow, h5py, zarr) is missing
         raise CommandError(_one_line(exc)) from None
     except (OSError, ValueError, TypeError) as exc:
-        raise CommandError(f"{path}: {_one_line(exc)}") from None
+        message = _one_line(exc)
+        if message.startswith(f"'{path}'"):  # the reader named the file already
+            raise CommandError(message) from None
+        raise CommandError(f"{path}: {message}") from None
 
 
 def _fit(gm, data: Any, path: str, callbacks=None) -> None:
-    with _reading(path):
-        gm.fit(data, callbacks=callbacks)
+    try:
+        with _reading(path):
+            gm.fit(data, callbacks=callbacks)
+    except CommandError as exc:  # the estimator's advice names its Python option; give the flag
+        raise CommandError(str(exc).replace("pass normalize=True", "add --normalize")) from None
 
 
 def _save(gm, out: str, path: str, data: Any) -> None:
@@ -520,6 +593,7 @@ def _save(gm, out: str, path: str, data: Any) -> None:
 
 
 def cmd_fit(args) -> int:
+    _check_family_options(args, "full")
     _check_output(args.out, MODEL_SUFFIXES, [args.data])
     data = _data_for_estimator(args.data, args.chunk_rows)
     gm = _estimator(args, args.n_components, args.covariance)
@@ -530,7 +604,7 @@ def cmd_fit(args) -> int:
     n = _n_rows(data)
     _save(gm, args.out, args.data, data)
     rows = f"{n} rows" if n is not None else "rows"
-    what = f"{args.n_components} {args.covariance} components"
+    what = f"{args.n_components} {_model_name(args.family, args.covariance)} components"
     print(f"fitted {what} to {args.data} ({rows} x {gm.n_features_in_} features)")
     state = "yes" if gm.converged_ else f"NO (change still >= tol {args.tol:g} after --max-iter)"
     print(f"  iterations:      {gm.n_iter_}  converged: {state}")
@@ -568,7 +642,10 @@ def _apply(method, data: Any, path: str, out: str | None = None) -> np.ndarray:
         with _reading(path):
             return method(data) if out is None else method(data, out=out)
     except CommandError as exc:
-        raise CommandError(f"cannot apply the model to {_one_line(exc)}") from None
+        message = _one_line(exc)
+        if message.startswith(f"'{path}'"):  # "'x.csv' contains ...": a sentence of its own
+            raise CommandError(f"cannot apply the model: {message}") from None
+        raise CommandError(f"cannot apply the model to {message}") from None
 
 
 def _streams_npy(path: str | None) -> bool:
@@ -655,9 +732,18 @@ def cmd_info(args) -> int:
         return EXIT_OK
     fit, data = header["fit"], header["data"]
     K, D = header["n_components"], header["n_features"]
-    print(f"{args.model}: fastem GaussianMixture, model format {header['format_version']}")
+    estimator, family = header["estimator"], header.get("family", "gaussian")
+    if family == "gaussian":
+        print(f"{args.model}: fastem {estimator}, model format {header['format_version']}")
+    else:
+        print(f"{args.model}: fastem {estimator} ({family} family), model format {header['format_version']}")
     print(f"  written by fastem {header['fastem_version']} at {header['created']}")
-    print(f"  {K} {header['covariance_type']} components in {D} dimensions ({gm._n_parameters()} parameters)")
+    kind = header["covariance_type"] if family == "gaussian" else family
+    print(f"  {K} {kind} components in {D} dimensions ({gm._n_parameters()} parameters)")
+    if family == "vmf":
+        print(
+            f"  rows normalised by fastem: {'yes' if header.get('normalize') else 'no (unit rows required)'}"
+        )
     lb = fit["lower_bound"]
     print(
         f"  fit: {fit['n_iter']} iterations, converged: {'yes' if fit['converged'] else 'no'}, "
@@ -677,7 +763,7 @@ def cmd_info(args) -> int:
         order = np.argsort(-gm.weights_)
         print("  components (by weight):")
         for k in order[:20]:
-            print(f"    {k:>3}  weight {gm.weights_[k]:.4f}  mean {gm.means_[k]}")
+            print(f"    {k:>3}  weight {gm.weights_[k]:.4f}  {_component_summary(gm, family, k)}")
         if K > 20:
             print(f"    ... {K - 20} more (fastem info --json or fastem.load for all)")
     for note in header.get("notes", []):
@@ -685,10 +771,36 @@ def cmd_info(args) -> int:
     return EXIT_OK
 
 
+#: the fitted parameter array `info` shows per component, and how it labels it
+_INFO_VECTOR = {
+    "gaussian": ("means_", "mean"),
+    "poisson": ("rates_", "rates"),
+    "bernoulli": ("probabilities_", "P(x=1)"),
+    "multinomial": ("probabilities_", "probabilities"),
+    "vmf": ("mean_directions_", "direction"),
+}
+#: features shown per component before `info` elides the rest
+_INFO_FEATURES = 8
+
+
+def _component_summary(gm, family: str, k: int) -> str:
+    """One component's parameters for `info`: kappa for vMF, then its per-feature vector (shortened)."""
+    attribute, label = _INFO_VECTOR[family]
+    vector = getattr(gm, attribute)[k]
+    kappa = gm.concentrations_[k] if family == "vmf" else None
+    head = "" if kappa is None else f"kappa {kappa:.2f}  " if kappa < 1e6 else f"kappa {kappa:.3e}  "
+    if family == "gaussian" or vector.size <= _INFO_FEATURES:
+        return f"{head}{label} {vector}"
+    shown = np.array2string(vector[: _INFO_FEATURES - 2])[:-1]  # drop "]" to append the elision
+    return f"{head}{label} {shown} ...] +{vector.size - _INFO_FEATURES + 2} more"
+
+
 def cmd_select(args) -> int:
+    _check_family_options(args, list(COVARIANCE_TYPES))
     _check_output(args.out, MODEL_SUFFIXES, [args.data])
     data = _data_for_estimator(args.data, args.chunk_rows)
-    ks, kinds = args.n_components, args.covariance
+    # one column per covariance type for Gaussians; the other families have no such dimension
+    ks, kinds = args.n_components, args.covariance if args.family == "gaussian" else [args.family]
     table: dict[tuple[int, str], dict | None] = {}
     best = None
     with _one_line_warnings():
@@ -715,7 +827,7 @@ def cmd_select(args) -> int:
     ranked = sorted(((s[args.criterion], k, kind) for (k, kind), s in table.items() if s), key=lambda t: t[0])
     print(f"\nTop {min(3, len(ranked))} models by {args.criterion.upper()}:")
     for value, k, kind in ranked[:3]:
-        print(f"  {kind} ({MCLUST_NAMES[kind]}), K={k}: {value:.2f}")
+        print(f"  {_column_label(kind)}, K={k}: {value:.2f}")
     if any(s is not None and not s["converged"] for s in table.values()):
         print("(~ marks fits that did not converge within --max-iter)")
     scores, k, kind, gm = best
@@ -747,13 +859,18 @@ def _k_text(ks: list[int]) -> str:
     return ",".join(map(str, ks))
 
 
+def _column_label(kind: str) -> str:
+    """A covariance type with its mclust name ("full (VVV)"), or a family name as it is."""
+    return f"{kind} ({MCLUST_NAMES[kind]})" if kind in MCLUST_NAMES else kind
+
+
 def _criterion_table(table: dict, ks: list[int], kinds: list[str], crit: str) -> str:
-    """An mclust-style table: rows K, columns covariance types; '*' marks the column-wide best."""
+    """An mclust-style table: rows K, columns covariance types (or the family); '*' marks the best."""
     values = [s[crit] for s in table.values() if s is not None]
     best = min(values) if values else None
     width = 14
     head = f"{crit.upper()} (lower is better)".ljust(22)
-    lines = [head, "   K" + "".join(f"{kind} ({MCLUST_NAMES[kind]})".rjust(width + 2) for kind in kinds)]
+    lines = [head, "   K" + "".join(_column_label(kind).rjust(width + 2) for kind in kinds)]
     for k in ks:
         row = f"{k:>4}"
         for kind in kinds:

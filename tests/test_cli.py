@@ -14,6 +14,7 @@ import pytest
 
 import fastem
 from fastem import GaussianMixture, cli
+from fastem.mixture import BernoulliMixture, MultinomialMixture, PoissonMixture, VonMisesFisherMixture
 
 _SCRIPT = Path(sys.executable).with_name("fastem")
 COMMAND = [os.fspath(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "fastem"]
@@ -152,6 +153,24 @@ def call(capsys, *args) -> tuple[int, str, str]:
         (("select", "data.npy", "-k", "1;3"), "expected K, LOW..HIGH"),
         (("select", "data.npy", "--covariance", "full,banded"), "unknown covariance type 'banded'"),
         (("demo", "--plot", "faithful.gif"), "must end in .png or .pdf or .svg"),
+        (("fit", "data.npy", "-k", "2", "--family", "gamma", "--out", "m.npz"), "invalid choice: 'gamma'"),
+        (
+            ("fit", "data.npy", "-k", "2", "--family", "poisson", "--covariance", "diag", "--out", "m.npz"),
+            "--covariance only applies to --family gaussian, not poisson; drop it",
+        ),
+        (
+            ("fit", "data.npy", "-k", "2", "--family", "bernoulli", "--reg-covar", "0.1", "--out", "m.npz"),
+            "--reg-covar only applies to --family gaussian, not bernoulli",
+        ),
+        (
+            ("select", "data.npy", "--family", "vmf", "--covariance", "full", "--reg-covar", "0"),
+            "--covariance and --reg-covar only apply to --family gaussian, not vmf; drop them",
+        ),
+        (("fit", "data.npy", "-k", "2", "--normalize", "--out", "m.npz"), "--normalize only applies to"),
+        (
+            ("select", "data.npy", "--family", "poisson", "--normalize"),
+            "only applies to --family vmf, not poisson",
+        ),
     ],
 )
 def test_usage_errors_exit_2_with_one_line(work, capsys, monkeypatch, args, message):
@@ -247,3 +266,180 @@ def test_plot_names_the_extra_when_matplotlib_is_missing(work, capsys, monkeypat
     code, out, err = call(capsys, "demo", "--plot", "x.png")
     assert code == 1 and 'pip install "fastem[plot]"' in one_error_line(err, "fastem: error:")
     assert out == ""  # refused before any work
+
+
+# ----------------------------------------------------------------------------- the other families
+FAMILY_CASES = {
+    # family: (estimator class, generator, file the data is written to, fitted per-feature array)
+    "poisson": (PoissonMixture, "make_poisson", "counts.csv", "rates_"),
+    "bernoulli": (BernoulliMixture, "make_bernoulli", "bits.npy", "probabilities_"),
+    "multinomial": (MultinomialMixture, "make_multinomial", "words.csv", "probabilities_"),
+    "vmf": (VonMisesFisherMixture, "make_vmf", "dirs.npy", "mean_directions_"),
+}
+
+
+def write_data(path: Path, X: np.ndarray) -> None:
+    """.npy, or .csv with a header line (counts as integers, as a user's file would hold them)."""
+    if path.suffix == ".npy":
+        np.save(path, X)
+    else:
+        names = ",".join(f"f{d}" for d in range(X.shape[1]))
+        np.savetxt(path, X, delimiter=",", fmt="%d", header=names, comments="")
+
+
+@pytest.fixture(scope="module")
+def family_data(tmp_path_factory):
+    """Per family: (directory, data file name, X) with 240 rows from tests/reference_families.py."""
+    import reference_families
+
+    d = tmp_path_factory.mktemp("families")
+    out = {}
+    for family, (_, maker, name, _) in FAMILY_CASES.items():
+        X = getattr(reference_families, maker)(240, 3)[0]
+        write_data(d / name, X)
+        out[family] = (d, name, X)
+    return out
+
+
+@pytest.mark.parametrize("family", list(FAMILY_CASES))
+def test_family_fit_info_predict_score(family, family_data, capsys, monkeypatch):
+    cls, _, name, attribute = FAMILY_CASES[family]
+    d, name, X = family_data[family]
+    monkeypatch.chdir(d)
+    code, out, err = call(
+        capsys, "fit", name, "-k", "3", "--family", family, "--max-iter", "15", "--out", "m.npz"
+    )
+    assert code == 0, err
+    D = X.shape[1]
+    assert out.startswith(f"fitted 3 {family} components to {name} (240 rows x {D} features)\n")
+    model = fastem.load("m.npz")
+    ref = cls(3, max_iter=15, random_state=0).fit(X)
+    assert type(model) is cls and model.n_iter_ == ref.n_iter_
+    assert np.allclose(getattr(model, attribute), getattr(ref, attribute), rtol=1e-10, atol=1e-12)
+    assert np.allclose(model.weights_, ref.weights_, rtol=1e-10, atol=1e-12)
+
+    code, out, err = call(capsys, "info", "m.npz")
+    assert code == 0, err
+    assert f"m.npz: fastem {cls.__name__} ({family} family)" in out
+    assert f"3 {family} components in {D} dimensions ({ref._n_parameters()} parameters)" in out
+    assert f"240 x {D} from" in out and "covariance" not in out and "reg_covar" not in out
+    rows = [line for line in out.splitlines() if "  weight " in line]
+    assert len(rows) == 3 and all(len(line) <= 110 for line in rows)
+    top = int(np.argmax(ref.weights_))
+    assert rows[0].split()[0] == str(top) and f"weight {ref.weights_[top]:.4f}" in rows[0]
+    if family == "vmf":
+        assert f"kappa {ref.concentrations_[top]:.2f}" in rows[0] and "direction [" in rows[0]
+        assert "rows normalised by fastem: no" in out
+    elif D > 8:  # long vectors are shortened, saying how much was left out
+        assert f"...] +{D - 6} more" in rows[0]
+    else:
+        assert f"{getattr(ref, attribute)[top, 0]:.4f}" in rows[0]
+
+    code, out, err = call(capsys, "predict", "m.npz", name, "--out", "labels.npy")
+    assert code == 0, err
+    assert np.array_equal(np.load("labels.npy"), ref.predict(X))
+    code, out, err = call(capsys, "predict", "m.npz", name, "--proba", "--out", "resp.csv")
+    assert code == 0, err
+    assert np.allclose(np.loadtxt("resp.csv", delimiter=",", skiprows=1), ref.predict_proba(X), atol=1e-12)
+
+    code, out, err = call(capsys, "score", "m.npz", name, "--json", "--out", "logdens.npy")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["n_samples"] == 240 and got["n_parameters"] == ref._n_parameters()
+    assert np.isclose(got["mean_log_likelihood"], ref.score(X), rtol=1e-10)
+    assert np.isclose(got["bic"], ref.bic(X), rtol=1e-10) and np.isclose(got["aic"], ref.aic(X), rtol=1e-10)
+    assert np.allclose(np.load("logdens.npy"), ref.score_samples(X), rtol=1e-10)
+
+
+def test_family_round_trip_through_the_real_process(family_data):
+    d, name, X = family_data["poisson"]
+    r = run("fit", name, "-k", "3", "--family", "poisson", "--max-iter", "10", "--out", "real.npz", cwd=d)
+    assert r.returncode == 0, r.stderr
+    assert "fitted 3 poisson components to counts.csv (240 rows x 6 features)" in r.stdout
+    r = run("predict", "real.npz", name, "--out", "real.npy", cwd=d)
+    assert r.returncode == 0, r.stderr
+    assert np.array_equal(
+        np.load(d / "real.npy"), PoissonMixture(3, max_iter=10, random_state=0).fit(X).predict(X)
+    )
+    r = run("fit", name, "-k", "3", "--family", "poisson", "--covariance", "diag", "--out", "x.npz", cwd=d)
+    assert r.returncode == 2 and not (d / "x.npz").exists()
+    assert "--covariance only applies to --family gaussian, not poisson" in one_error_line(r.stderr)
+
+
+def test_vmf_normalize_flag(family_data, capsys, monkeypatch):
+    d, _, X = family_data["vmf"]
+    monkeypatch.chdir(d)
+    np.save("scaled.npy", 2.5 * X)
+    code, out, err = call(capsys, "fit", "scaled.npy", "-k", "3", "--family", "vmf", "--out", "v.npz")
+    assert code == 1
+    line = one_error_line(err, "fastem: error:")
+    assert "row 0" in line and "add --normalize" in line and "normalize=True" not in line
+    args = (
+        "fit",
+        "scaled.npy",
+        "-k",
+        "3",
+        "--family",
+        "vmf",
+        "--normalize",
+        "--max-iter",
+        "10",
+        "--out",
+        "v.npz",
+    )
+    code, out, err = call(capsys, *args)
+    assert code == 0, err
+    ref = VonMisesFisherMixture(3, max_iter=10, normalize=True, random_state=0).fit(2.5 * X)
+    assert np.allclose(fastem.load("v.npz").concentrations_, ref.concentrations_, rtol=1e-10)
+    code, out, err = call(capsys, "info", "v.npz")
+    assert code == 0 and "rows normalised by fastem: yes" in out
+    code, out, err = call(capsys, "predict", "v.npz", "scaled.npy", "--out", "v.npy")
+    assert code == 0 and np.array_equal(np.load("v.npy"), ref.predict(2.5 * X))
+
+
+def test_select_with_a_family(family_data, capsys, monkeypatch):
+    d, name, X = family_data["poisson"]
+    monkeypatch.chdir(d)
+    args = ("select", name, "-k", "1..3", "--family", "poisson", "--max-iter", "15", "--out", "best.npz")
+    code, out, err = call(capsys, *args)
+    assert code == 0, err
+    bics = {k: PoissonMixture(k, max_iter=15, random_state=0).fit(X).bic(X) for k in (1, 2, 3)}
+    k = min(bics, key=bics.get)
+    table = out.split("AIC (lower")[0]
+    assert "   K" + "poisson".rjust(16) in table.splitlines()
+    rows = [line.split() for line in table.splitlines() if line.strip()[:1].isdigit()]
+    assert [int(row[0]) for row in rows] == [1, 2, 3] and all(len(row) == 2 for row in rows)
+    assert f"{bics[k]:.2f}*" in table and "VVV" not in out
+    assert f"best: poisson, K={k} (BIC {bics[k]:.2f}) saved to best.npz" in out
+    best = fastem.load("best.npz")
+    assert type(best) is PoissonMixture and best.n_components == k
+
+
+@pytest.mark.parametrize(
+    "family, bad, message",
+    [
+        ("poisson", -1.0, "negative count -1 at row 7, column 2"),
+        ("bernoulli", 2.0, "value 2 at row 7, column 2"),
+        ("multinomial", -3.0, "at row 7"),
+    ],
+)
+@pytest.mark.parametrize("suffix", [".csv", ".npy"])
+def test_family_bad_data_names_the_row(family, bad, message, suffix, family_data, capsys, monkeypatch):
+    d, _, X = family_data[family]
+    monkeypatch.chdir(d)
+    X = X.copy()
+    X[7, 2] = bad
+    write_data(d / f"bad{suffix}", X)
+    code, out, err = call(capsys, "fit", f"bad{suffix}", "-k", "2", "--family", family, "--out", "bad.npz")
+    assert code == 1 and out == ""
+    line = one_error_line(err, "fastem: error:")
+    assert message in line and f"bad{suffix}" in line
+    assert not (d / "bad.npz").exists()
+    # applying a model to the bad rows fails the same way, naming the file once
+    FAMILY_CASES[family][0](2, max_iter=30, random_state=0).fit(family_data[family][2]).save("good.npz")
+    code, out, err = call(capsys, "predict", "good.npz", f"bad{suffix}", "--out", "l.npy")
+    assert code == 1 and not (d / "l.npy").exists()
+    line = one_error_line(err, "fastem: error:")
+    assert (
+        line.startswith(f"fastem: error: cannot apply the model: 'bad{suffix}' contains") and message in line
+    )
