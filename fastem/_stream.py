@@ -119,10 +119,15 @@ def _progress_bar(total: int | None, desc: str, verbose: int):
 
 
 def check_chunk(family, source: Source, chunk: np.ndarray, start: int) -> None:
-    """Raise a ValueError naming the source, the global row and the column of a value ``family`` refuses."""
+    """Raise a ValueError naming the source, the global row and the column of a value ``family`` refuses.
+
+    The row and column are 0-based indices (and said to be); the source adds
+    the place in its own terms when it has one (a CSV file's line, a column's name).
+    """
     problem = family.first_invalid(chunk)
     if problem is not None:
-        raise ValueError(invalid_message(source.name, problem, start))
+        place = source.locate(start + problem.row, problem.column)
+        raise ValueError(invalid_message(source.name, problem, start, place))
 
 
 def iter_chunks(
@@ -281,6 +286,9 @@ class StreamExecutor:
     its change, seconds.
     """
 
+    #: how user-facing messages name what this executor runs on
+    input_kind = "data sources"
+
     def __init__(self, source: Source, sample_weight, n_samples: int, family, *, verbose: int = 0):
         self.source = source
         self.sample_weight = _weight_array(sample_weight)
@@ -350,7 +358,34 @@ def plan_fit(X, sample_weight, request: PlanRequest) -> FitPlan:
         source, sample_weight, result.n_samples, request.family, verbose=request.verbose
     )
     executor.fingerprint = result.fingerprint
-    return FitPlan(executor, result.sample, result.sample_weight, result.n_samples, source.n_features, None)
+    # column names of a Parquet or CSV file become feature_names_in_, as a DataFrame's do
+    return FitPlan(executor, result.sample, result.sample_weight, result.n_samples, source.n_features,
+                   source.feature_names)  # fmt: skip
+
+
+def check_source_feature_names(estimator, source: Source) -> None:
+    """Refuse a source whose column names differ from those the estimator was fitted with.
+
+    Only when both have names: an array or ``.npy`` file has none, and is
+    matched by position as in memory.
+    """
+    fitted = getattr(estimator, "feature_names_in_", None)
+    names = source.feature_names
+    if fitted is None or names is None or list(fitted) == list(names):
+        return
+    missing = [n for n in fitted if n not in set(names)]
+    unexpected = [n for n in names if n not in set(fitted)]
+    parts = []
+    if missing:
+        parts.append(f"missing: {missing[:5]}")
+    if unexpected:
+        parts.append(f"not seen at fit: {unexpected[:5]}")
+    detail = "; ".join(parts) or "the same names in another order"
+    raise ValueError(
+        f"{source.name} has the columns {list(names)[:8]}, but {type(estimator).__name__} was fitted on "
+        f"{list(fitted)[:8]} ({detail}). The feature names should match those that were passed during "
+        "fit: choose the columns, in that order, with columns=[...]."
+    )
 
 
 # ---------------------------------------------------------------- outputs
@@ -451,6 +486,7 @@ def score_source(
         X = ArraySource(X)
     source = as_source(X)
     check_n_features(source.n_features, estimator.n_features_in_, type(estimator).__name__, source.name)
+    check_source_feature_names(estimator, source)
     params = estimator._params()
     family = estimator._family()
     K = params.n_components

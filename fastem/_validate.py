@@ -1,9 +1,12 @@
 """Input checks and their messages, in one place for every executor.
 
 In memory, streamed from a file or read by Dask workers, the same data gets
-the same message: what is wrong, where (row and column, counted from 0 as in
-NumPy, plus the source's name), and what to do. Checks run before any EM
-work, so a refused input leaves the estimator as it was.
+the same message: what is wrong, where, and what to do. "Where" is said in the
+user's terms: the row and column indices counted from 0 as in NumPy (and said
+to be so), plus, for a text file, the 1-based line of the file (header
+included) and the column's name. A file's name appears once, at the start of
+the message. Checks run before any EM work, so a refused input leaves the
+estimator as it was.
 """
 
 from __future__ import annotations
@@ -14,12 +17,31 @@ from ._threads import thread_limit
 from .families.base import Invalid
 
 
-def invalid_message(where: str, problem: Invalid, row_offset: int = 0) -> str:
-    """'<where> contains <what> at row r, column c (<detail>). <fix>' (column omitted for a whole row)."""
-    place = f"row {row_offset + problem.row}"
+def invalid_message(where: str, problem: Invalid, row_offset: int = 0, place: str | None = None) -> str:
+    """The message for a value a family refuses.
+
+    Parameters
+    ----------
+    where : str
+        What holds the data: ``"Input X"``, or a source's name (a quoted file name).
+    problem : Invalid
+        The family's description of the first refused value (``row`` relative to ``row_offset``).
+    row_offset : int, default=0
+        Global index of the first row ``problem.row`` counts from.
+    place : str or None, default=None
+        The same place in the file's own terms, e.g. ``"line 1235 of the file, column 'b'"``.
+
+    Returns
+    -------
+    message : str
+        ``"<where> contains <what> at row r, column c (counted from 0; <place>; <detail>). <fix>"``
+        (no column for a problem of a whole row).
+    """
+    at = f"row {row_offset + problem.row}"
     if problem.column >= 0:
-        place += f", column {problem.column}"
-    return f"{where} contains {problem.what} at {place} ({problem.detail}). {problem.fix}"
+        at += f", column {problem.column}"
+    notes = "; ".join(n for n in ("counted from 0", place, problem.detail) if n)
+    return f"{where} contains {problem.what} at {at} ({notes}). {problem.fix}"
 
 
 def check_rows(family, X: np.ndarray, *, row_offset: int = 0, where: str = "Input X", n_jobs=None) -> None:
@@ -63,10 +85,11 @@ def check_weight_chunk(w: np.ndarray, start: int) -> float:
     finite = np.isfinite(w)
     if not np.all(finite):
         bad = int(np.flatnonzero(~finite)[0])
-        raise ValueError(f"sample_weight contains NaN or infinity at row {start + bad}.")
+        raise ValueError(f"sample_weight contains NaN or infinity at row {start + bad} (counted from 0).")
     if np.any(w < 0):
         bad = int(np.flatnonzero(w < 0)[0])
         raise ValueError(
-            f"sample_weight contains a negative value at row {start + bad}: weights must be >= 0."
+            f"sample_weight contains a negative value at row {start + bad} (counted from 0): weights must "
+            "be >= 0."
         )
     return float(w.sum())

@@ -17,6 +17,8 @@ ends bitwise identical to an uninterrupted fit, because the state it resumes
 from is exactly (bit for bit) the state the uninterrupted fit had at that
 point. A checkpoint from other data or another configuration is refused.
 A checkpoint of a finished fit makes ``fit`` return that result at once.
+With ``verbose >= 1`` the fit says where it resumed (or that the checkpoint
+holds a finished fit).
 """
 
 from __future__ import annotations
@@ -68,8 +70,12 @@ def data_fingerprint(executor, sample_weight) -> dict:
         X = executor.X
         fp = {"kind": "array", "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
               "dtype": X.dtype.str, "hash": _hash_array(X)}  # fmt: skip
-    else:
-        raise TypeError(f"checkpoints are not supported for {type(executor).__name__} inputs.")
+    else:  # messages name the input, never an internal class
+        what = getattr(executor, "input_kind", "this kind of input")
+        raise TypeError(
+            f"checkpoints are not supported for {what}: fit without checkpoint=, or on an in-memory "
+            "array or a fastem.sources source."
+        )
     fp["sample_weight"] = None if sample_weight is None else _hash_array(sample_weight)
     return fp
 
@@ -121,16 +127,22 @@ def save(path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
 
 def load(path) -> tuple[dict, dict[str, np.ndarray]] | None:
     """``(meta, arrays)`` of a checkpoint, or None if there is none at ``path``."""
+    from .io import not_a_zip, without_pickle_advice
+
     path = Path(path)
     if not path.exists():
         return None
     try:
+        why = not_a_zip(path)  # before NumPy, whose answer to a pickle is advice to unpickle it
+        if why is not None:
+            raise ValueError(why)
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays.pop("__meta__")))
     except Exception as exc:
         raise ValueError(
-            f"'{path}' is not a readable fastem checkpoint ({exc}). Delete it or choose another path."
+            f"'{path}' is not a readable fastem checkpoint ({without_pickle_advice(str(exc))}). Delete it "
+            "or choose another path."
         ) from None
     if meta.get("format") != FORMAT or meta.get("version") != VERSION:
         raise ValueError(f"'{path}' is not a fastem checkpoint of version {VERSION}.")
@@ -211,15 +223,26 @@ class Checkpoint:
             resume.best = EMRun(best_params, b["n_iter"], b["converged"], b["lower_bound"], b["lower_bounds"])
         if meta["status"] == "done":
             resume.first_init = 1 << 30
+            self._say(f"holds a finished fit ({meta['init']} initialization(s)): returning its result "
+                      "without any pass")  # fmt: skip
             return resume
         if meta["lower_bounds"] is not None:  # a run in progress (else: start this init afresh)
             resume.params = self.family.params_from_arrays(_unprefixed("cur_", arrays))
             resume.lower_bounds = list(meta["lower_bounds"])
         _set_rng(random_state, arrays, meta)
-        if self.verbose:
-            print(f"Resuming from checkpoint '{self.path}': initialization {resume.first_init}, "
-                  f"after {len(resume.lower_bounds)} iterations.", flush=True)  # fmt: skip
+        # numbered as the "Initialization k" lines of verbose fits (from 0, as scikit-learn's)
+        init = resume.first_init
+        if meta["lower_bounds"] is None:
+            self._say(f"resuming at the start of initialization {init} ({init} finished before it)")
+        else:
+            n = len(resume.lower_bounds)
+            self._say(f"resuming initialization {init} after iteration {n} (those {n} passes are kept)")
         return resume
+
+    def _say(self, what: str) -> None:
+        """One line on stdout with ``verbose >= 1``: where a fit picked the checkpoint up."""
+        if self.verbose:
+            print(f"Checkpoint '{self.path}': {what}.", flush=True)
 
     def _write_batch(self, random_state, init: int, params, lbs, status: str, best: EMRun | None) -> None:
         rng_arrays, rng_meta = _rng_arrays(random_state)
@@ -275,9 +298,11 @@ class Checkpoint:
         params = self.family.params_from_arrays(_unprefixed("cur_", arrays))
         state = OnlineState(self.family.stats_from_arrays(_unprefixed("s_", arrays)), int(meta["n_steps"]),
                             self.family)  # fmt: skip
-        if self.verbose:
-            print(f"Resuming from checkpoint '{self.path}' after online pass {meta['passes']}.", flush=True)
         done = meta["status"] == "done"
+        if done:
+            self._say(f"holds a finished online fit ({meta['passes']} passes): returning its result")
+        else:
+            self._say(f"resuming the online fit after pass {meta['passes']}")
         converged = bool(meta.get("converged", False))
         return OnlineResume(params, state, meta["passes"], list(meta["lower_bounds"]), done, converged)
 

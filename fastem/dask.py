@@ -116,11 +116,20 @@ def _survey_block(block: np.ndarray, sample_weight: np.ndarray | None, rows: np.
     if sample_weight is not None:
         sw = np.asarray(sample_weight, dtype=np.float64)
         out["sw_n"] = sw.shape[0]
-        out["sw_nonfinite"] = int(np.count_nonzero(~np.isfinite(sw)))
-        out["sw_negative"] = int(np.count_nonzero(sw < 0))
+        nonfinite, negative = np.flatnonzero(~np.isfinite(sw)), np.flatnonzero(sw < 0)
+        # the first bad weight of the chunk (-1: none), so that the message can name its row
+        out["sw_nonfinite"] = int(nonfinite[0]) if nonfinite.size else -1
+        out["sw_negative"] = int(negative[0]) if negative.size else -1
         out["sw_sum"] = float(sw[np.isfinite(sw)].sum())
         out["sw_rows"] = sw[rows]
     return out
+
+
+def _column_place(names, column: int) -> str | None:
+    """A DataFrame column's name for a message, or None."""
+    if names is None or not 0 <= column < len(names):
+        return None
+    return f"column '{names[column]}'"
 
 
 def _block_score(
@@ -129,18 +138,24 @@ def _block_score(
     params,
     what: str,
     n_threads: int,
+    names=None,
     block_info: dict | None = None,
 ) -> np.ndarray:
     """Per-row E-step output of one chunk: ``what`` is 'logprob', 'label' or 'resp'."""
     block = _as_kernel_block(block)
     problem = family.first_invalid(block)
     if problem is not None:
-        offset = 0
+        place = _column_place(names, problem.column)
         try:
             offset = int(block_info[0]["array-location"][0][0])
-        except (TypeError, KeyError, ValueError):
-            pass  # unknown chunk sizes: report the row within the chunk
-        raise ValueError(invalid_message("Input X", problem, offset))
+        except (TypeError, KeyError, ValueError, IndexError):  # unknown chunk sizes: no global row
+            try:
+                chunk = f"Row chunk {int(block_info[0]['chunk-location'][0])} of input X"
+            except (TypeError, KeyError, ValueError, IndexError):
+                chunk = "A row chunk of input X"
+            inner = "; ".join(p for p in ("row within the chunk, whose global start is unknown", place) if p)
+            raise ValueError(invalid_message(chunk, problem, 0, inner)) from None
+        raise ValueError(invalid_message("Input X", problem, offset, place))
     n = block.shape[0]
     outputs = {"logprob": NO_F64, "label": NO_I64, "resp": NO_RESP}
     if what == "logprob":
@@ -338,6 +353,8 @@ def _task_threads(n_jobs: int | None) -> int:
 class DaskExecutor:
     """Runs E-steps as Dask tasks, one per row chunk; only statistics come back.
 
+    ``input_kind`` is how messages name the input (never the class name).
+
     Parameters
     ----------
     X : dask.array.Array of shape (n_samples, n_features)
@@ -349,6 +366,9 @@ class DaskExecutor:
     n_threads : int, default=1
         numba threads per task.
     """
+
+    #: how user-facing messages name what this executor runs on
+    input_kind = "Dask collections"
 
     def __init__(self, X: da.Array, sample_weight: da.Array | None, client, family, n_threads: int = 1):
         self.X = X
@@ -400,18 +420,27 @@ def _survey(executor: DaskExecutor, sample_rows: np.ndarray | None) -> list[dict
     return _compute(executor.client, dask.delayed(list)(tasks))
 
 
-def _raise_on_bad_survey(results: list[dict], offsets: np.ndarray, weighted: bool) -> None:
+def _raise_on_bad_survey(results: list[dict], offsets: np.ndarray, weighted: bool, names=None) -> None:
     for b, res in enumerate(results):
-        if res["invalid"] is not None:
-            raise ValueError(invalid_message("Input X", res["invalid"], int(offsets[b])))
+        problem = res["invalid"]
+        if problem is not None:
+            place = _column_place(names, problem.column)
+            raise ValueError(invalid_message("Input X", problem, int(offsets[b]), place))
     if not weighted:
         return
     if any(res["sw_n"] != res["n_rows"] for res in results):
         raise ValueError("sample_weight and X have different chunk lengths: pass one weight per sample.")
-    if sum(res["sw_nonfinite"] for res in results):
-        raise ValueError("sample_weight contains NaN or infinity.")
-    if sum(res["sw_negative"] for res in results):
-        raise ValueError("sample_weight contains negative values: weights must be >= 0.")
+    for b, res in enumerate(results):
+        if res["sw_nonfinite"] >= 0:
+            row = int(offsets[b]) + res["sw_nonfinite"]
+            raise ValueError(f"sample_weight contains NaN or infinity at row {row} (counted from 0).")
+    for b, res in enumerate(results):
+        if res["sw_negative"] >= 0:
+            row = int(offsets[b]) + res["sw_negative"]
+            raise ValueError(
+                f"sample_weight contains a negative value at row {row} (counted from 0): weights must "
+                "be >= 0."
+            )
     if not sum(res["sw_sum"] for res in results) > 0:
         raise ValueError(WEIGHTS_SUM_TO_ZERO)
 
@@ -432,7 +461,7 @@ def plan_fit(X, sample_weight, request) -> FitPlan:
     Returns
     -------
     plan : FitPlan
-        A :class:`DaskExecutor` and a sample of rows for initialisation.
+        The executor of the passes on the cluster and a sample of rows for initialisation.
 
     Raises
     ------
@@ -466,7 +495,7 @@ def plan_fit(X, sample_weight, request) -> FitPlan:
         seed = check_random_state(request.random_state).randint(np.iinfo(np.int32).max)
         sample_rows = np.sort(np.random.default_rng(seed).choice(n_samples, size=m, replace=False))
     results = _survey(executor, sample_rows)
-    _raise_on_bad_survey(results, executor.offsets, sw is not None)
+    _raise_on_bad_survey(results, executor.offsets, sw is not None, names)
     init_X = np.ascontiguousarray(np.concatenate([res["rows"] for res in results]))
     init_sw = None
     if sw is not None:
@@ -535,7 +564,8 @@ def score(
         for the requested keys (memory maps with ``out``), None for the others.
     """
     check_feature_names(estimator, X._meta if hasattr(X, "columns") else X)
-    X, _ = _as_dask_array(X, lengths=False)
+    X, names = _as_dask_array(X, lengths=False)
+    names = None if names is None else [str(n) for n in names]
     check_n_features(X.shape[1], estimator.n_features_in_, type(estimator).__name__)
     client = _current_client(X)
     if client is not None:
@@ -546,17 +576,17 @@ def score(
     outputs: dict[str, Any] = {"logprob": None, "label": None, "resp": None}
     if logprob:
         outputs["logprob"] = X.map_blocks(
-            _block_score, family, node, "logprob", threads, drop_axis=1, dtype=np.float64,
+            _block_score, family, node, "logprob", threads, names, drop_axis=1, dtype=np.float64,
             meta=np.empty(0),
         )  # fmt: skip
     if label:
         outputs["label"] = X.map_blocks(
-            _block_score, family, node, "label", threads, drop_axis=1, dtype=np.int64,
+            _block_score, family, node, "label", threads, names, drop_axis=1, dtype=np.int64,
             meta=np.empty(0, dtype=np.int64),
         )  # fmt: skip
     if resp:
         outputs["resp"] = X.map_blocks(
-            _block_score, family, node, "resp", threads, chunks=(X.chunks[0], (params.n_components,)),
+            _block_score, family, node, "resp", threads, names, chunks=(X.chunks[0], (params.n_components,)),
             dtype=np.float64, meta=np.empty((0, 0)),
         )  # fmt: skip
     if out is not None:

@@ -61,6 +61,9 @@ Guarantees
   precisions are positive definite and consistent with their Cholesky factors
   and with the covariances. Any failure raises :class:`ModelFileError` with
   one clear sentence; a file written by a newer fastem raises it too.
+- :func:`load` never unpickles: a file that is not a ZIP archive (a pickle, a
+  text file, random bytes) is "not a fastem model file", and a member holding
+  Python objects is refused before it is read.
 - Every fitted attribute is restored exactly, so a loaded model predicts bit
   for bit like the saved one.
 """
@@ -400,19 +403,56 @@ def check_array_shapes(arrays: dict, expected: dict, what: str) -> None:
         raise ValueError(f"the weights must be non-negative and sum to 1 (sum {w.sum():.12g}).")
 
 
+#: the first bytes of a ZIP archive: a local file header, or the end record of an empty archive
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+
+
+def not_a_zip(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be a model file (or a checkpoint) judging by its first bytes, or None.
+
+    Checked before NumPy sees the file: ``numpy.load`` would answer a pickle
+    with advice to unpickle it, which fastem never does nor suggests.
+    """
+    with open(path, "rb") as f:
+        magic = f.read(6)
+    if magic.startswith(_ZIP_MAGIC):
+        return None
+    if not magic:
+        return "it is empty"
+    if magic.startswith(b"\x93NUMPY"):
+        return "it is a single .npy array"
+    return "it is not a ZIP archive"
+
+
+def without_pickle_advice(text: str) -> str:
+    """A reader's error text, minus NumPy's suggestions to unpickle (fastem never unpickles)."""
+    if "pickle" in text.lower():
+        return "it holds Python objects (pickled data), not arrays of numbers"
+    return text
+
+
 def _read(path: str | os.PathLike, *, arrays: bool) -> tuple[dict, dict]:
     where = f"model file '{os.fspath(path)}'"
     if not os.path.exists(path):
         raise FileNotFoundError(f"{where} does not exist")
     if os.path.isdir(path):
         raise ModelFileError(f"{where} is a directory, not a model file.")
+    why = not_a_zip(path)
+    if why == "it is a single .npy array":
+        raise ModelFileError(f"{where} is a single .npy array, not a fastem model file.")
+    if why is not None:
+        raise ModelFileError(
+            f"'{os.fspath(path)}' is not a fastem model file: {why} (fastem model files are .npz "
+            "archives written by save)."
+        )
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as exc:  # damaged zip fields surface as many types (even NotImplementedError)
         raise ModelFileError(
-            f"{where} is not a readable model file: it is truncated, corrupted or not a fastem model ({exc})"
+            f"{where} is not a readable model file: it is truncated, corrupted or not a fastem model "
+            f"({without_pickle_advice(str(exc))})."
         ) from None
-    if not isinstance(npz, np.lib.npyio.NpzFile):
+    if not isinstance(npz, np.lib.npyio.NpzFile):  # pragma: no cover - the magic check catches it
         raise ModelFileError(f"{where} is a single .npy array, not a fastem model file.")
     with npz:
         try:
@@ -424,7 +464,7 @@ def _read(path: str | os.PathLike, *, arrays: bool) -> tuple[dict, dict]:
         except ModelFileError:
             raise
         except Exception as exc:  # any damage the zip/npy readers notice: CRC, truncation, bad fields
-            detail = f"{type(exc).__name__}: {exc}"
+            detail = without_pickle_advice(f"{type(exc).__name__}: {exc}")
             raise ModelFileError(f"{where} is corrupted or truncated ({detail}).") from None
     return header, out
 
@@ -497,6 +537,16 @@ def _check_header_fields(header: dict, where: str) -> None:
 def _read_array(npz, name: str, spec: dict, where: str) -> np.ndarray:
     if name not in npz.files:
         raise ModelFileError(f"{where} lacks the array {name}.")
+    with npz.zip.open(name + ".npy") as member:  # the member's header first: never load objects
+        version = np.lib.format.read_magic(member)
+        # version 3 differs from 2 only by a UTF-8 header, which a numeric dtype never needs
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
+            np.lib.format.read_array_header_2_0)  # fmt: skip
+        dtype = read_header(member)[2]
+    if dtype.hasobject:
+        raise ModelFileError(
+            f"{where}: array {name} holds Python objects, not numbers, so this is not a fastem model file."
+        )
     a = npz[name]
     if not isinstance(a, np.ndarray) or a.dtype != np.float64:
         raise ModelFileError(f"{where}: array {name} is not float64.")

@@ -109,7 +109,7 @@ def _executor_batches(executor, batch_size: int) -> Iterator[tuple[int, np.ndarr
     else:
         raise TypeError(
             "algorithm='online' runs on in-memory arrays and fastem.sources sources, not on "
-            f"{type(executor).__name__}."
+            f"{getattr(executor, 'input_kind', type(executor).__name__)}."
         )
     for start, chunk in chunks:
         n = chunk.shape[0]

@@ -26,6 +26,11 @@ A path string works directly when its suffix is known (``.npy``, ``.h5`` /
 ``.parquet`` / ``.pq``, ``.csv``); a plain callable is wrapped in a
 :class:`CallableSource`. Use :func:`as_source` to get the same conversion.
 
+Column names: the names of the columns read from a Parquet or CSV file (a CSV
+file's header line) become the estimator's ``feature_names_in_``, as a
+DataFrame's do. Errors name the place in the input's own terms: the row and
+column indices counted from 0, and for a CSV file its 1-based line number.
+
 Chunk sizes: the fit over a source is bitwise identical to the in-memory fit
 when ``chunk_rows`` is a multiple of :data:`fastem.BLOCK_ROWS` (the default
 is), and equal to within about 1e-12 relative otherwise.
@@ -34,9 +39,13 @@ is), and equal to within about 1e-12 relative otherwise.
 from __future__ import annotations
 
 import abc
+import codecs
+import contextlib
+import csv
 import hashlib
 import mmap
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -153,6 +162,20 @@ class Source(abc.ABC):
     def path(self) -> str | None:
         return None
 
+    @property
+    def feature_names(self) -> np.ndarray | None:
+        """Names of the columns read (object array, as ``feature_names_in_``), or None without names."""
+        return None
+
+    def locate(self, row: int, column: int) -> str | None:
+        """A place in the input's own terms (line of a text file, column name), or None.
+
+        ``row`` and ``column`` are 0-based indices of the rows and columns this
+        source yields (``column`` is -1 for a whole row). Called only to word an
+        error message, so it may be slow (a text file is read again up to ``row``).
+        """
+        return None
+
     def resolved_chunk_rows(self) -> int:
         """``chunk_rows``, or the default: a multiple of BLOCK_ROWS near 32 MiB."""
         if self.chunk_rows is not None:
@@ -217,6 +240,7 @@ class _FileSource(Source):
     def __init__(self, path, chunk_rows: int | None = None):
         super().__init__(chunk_rows)
         self._path = Path(path)
+        self._spelling = os.fspath(path)  # messages name the file as the user wrote it
 
     @property
     def path(self) -> str:
@@ -224,7 +248,7 @@ class _FileSource(Source):
 
     @property
     def name(self) -> str:
-        return f"'{self._path}'"
+        return f"'{self._spelling}'"
 
 
 class _BinaryFileSource(_FileSource):
@@ -276,29 +300,27 @@ class NpySource(_BinaryFileSource):
                 version = np.lib.format.read_magic(f)
                 if version == (1, 0):
                     shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-                elif version == (2, 0):
+                else:  # version 3 differs from 2 only by a UTF-8 header, which numeric dtypes never need
                     shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-                else:
-                    shape, fortran, dtype = np.lib.format._read_array_header(f, version)
                 self._offset = f.tell()
         except (ValueError, OSError, SyntaxError) as exc:
-            raise ValueError(f"'{self._path}' is not a valid .npy file: {exc}") from None
+            raise ValueError(f"'{self._spelling}' is not a valid .npy file: {exc}") from None
         if fortran and len(shape) == 2 and shape[0] > 1 and shape[1] > 1:
             raise ValueError(
-                f"'{self._path}' is stored in Fortran (column-major) order, which cannot be read row "
+                f"'{self._spelling}' is stored in Fortran (column-major) order, which cannot be read row "
                 "by row. Rewrite it in C order (np.save(path, np.ascontiguousarray(X)))."
             )
         if len(shape) not in (1, 2):
-            raise ValueError(f"'{self._path}' holds an array of shape {shape}: fastem needs 2-D data.")
+            raise ValueError(f"'{self._spelling}' holds an array of shape {shape}: fastem needs 2-D data.")
         if dtype.hasobject or dtype.kind not in "fiub":
-            raise ValueError(f"'{self._path}' holds dtype {dtype}: fastem needs numeric data.")
+            raise ValueError(f"'{self._spelling}' holds dtype {dtype}: fastem needs numeric data.")
         n_samples = int(shape[0])
         n_features = int(shape[1]) if len(shape) == 2 else 1
         expected = self._offset + n_samples * n_features * dtype.itemsize
         actual = self._path.stat().st_size
         if actual < expected:
             raise ValueError(
-                f"'{self._path}' is truncated: its header announces shape {tuple(shape)} of {dtype} "
+                f"'{self._spelling}' is truncated: its header announces shape {tuple(shape)} of {dtype} "
                 f"({expected} bytes with the header) but the file has {actual} bytes."
             )
         self._file_dtype = dtype
@@ -411,13 +433,13 @@ class RawSource(_BinaryFileSource):
         if n_samples < 0:
             if available % row_bytes:
                 raise ValueError(
-                    f"'{self._path}' holds {available} bytes after the offset, not a multiple of one "
+                    f"'{self._spelling}' holds {available} bytes after the offset, not a multiple of one "
                     f"row ({n_features} x {self._file_dtype}, {row_bytes} bytes): wrong dtype or shape?"
                 )
             n_samples = available // row_bytes
         elif available < n_samples * row_bytes:
             raise ValueError(
-                f"'{self._path}' is truncated: shape {self._shape} of {self._file_dtype} needs "
+                f"'{self._spelling}' is truncated: shape {self._shape} of {self._file_dtype} needs "
                 f"{n_samples * row_bytes} bytes after the offset but the file has {available}."
             )
         self.n_samples, self.n_features = int(n_samples), n_features
@@ -443,10 +465,15 @@ class HDF5Source(_FileSource):
     def __init__(self, path, dataset: str | None = None, chunk_rows: int | None = None):
         super().__init__(path, chunk_rows)
         self.dataset = dataset
+        self._dataset_given = dataset is not None
 
     @property
     def name(self) -> str:
-        return f"'{self._path}:{self.dataset}'"
+        # as the user named the input ("file.h5:/group/x", or "file.h5" holding one dataset),
+        # so that a message starts with the name the user typed
+        if self._dataset_given:
+            return f"'{self._spelling}:{self.dataset}'"
+        return f"'{self._spelling}'" + ("" if self.dataset is None else f" (dataset '{self.dataset}')")
 
     @staticmethod
     def _h5py():
@@ -466,16 +493,16 @@ class HDF5Source(_FileSource):
                     f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
                     if len(names) != 1:
                         raise ValueError(
-                            f"'{self._path}' holds {len(names)} datasets ({names[:5]}): name one with "
+                            f"'{self._spelling}' holds {len(names)} datasets ({names[:5]}): name one with "
                             "HDF5Source(path, dataset=...) or 'file.h5:/name'."
                         )
                     self.dataset = names[0]
                 if self.dataset not in f:
-                    raise ValueError(f"'{self._path}' has no dataset '{self.dataset}'.")
+                    raise ValueError(f"'{self._spelling}' has no dataset '{self.dataset}'.")
                 ds = f[self.dataset]
                 shape, dtype = ds.shape, ds.dtype
         except OSError as exc:
-            raise OSError(f"cannot read HDF5 file '{self._path}': {exc}") from None
+            raise OSError(f"'{self._spelling}' cannot be read as an HDF5 file: {exc}") from None
         if len(shape) not in (1, 2):
             raise ValueError(f"{self.name} has shape {shape}: fastem needs 2-D data.")
         self.n_samples = int(shape[0])
@@ -532,7 +559,7 @@ class ZarrSource(Source):
             try:
                 self._array = zarr.open_array(str(self._path), mode="r")
             except Exception as exc:  # zarr raises several types for a bad store
-                raise ValueError(f"cannot open Zarr array '{self._path}': {exc}") from None
+                raise ValueError(f"'{self._path}' cannot be opened as a Zarr array: {exc}") from None
         shape = self._array.shape
         if len(shape) not in (1, 2):
             raise ValueError(f"{self.name} has shape {shape}: fastem needs 2-D data.")
@@ -553,13 +580,14 @@ class ZarrSource(Source):
 def _arrow_batches_to_arrays(batches, columns: list[str] | None, name: str):
     """Record batches -> 2-D float arrays (nulls become NaN and are caught as such)."""
     for batch in batches:
+        names = batch.schema.names if columns is None else columns
         cols = batch.columns if columns is None else [batch.column(c) for c in columns]
         out = np.empty((batch.num_rows, len(cols)))
         for j, col in enumerate(cols):
             try:
                 out[:, j] = col.to_numpy(zero_copy_only=False)
             except (TypeError, ValueError) as exc:
-                raise TypeError(f"{name}: column {j} is not numeric ({col.type}): {exc}") from None
+                raise TypeError(f"{name}: column '{names[j]}' is not numeric ({col.type}): {exc}") from None
         yield out
 
 
@@ -589,6 +617,15 @@ class ParquetSource(Source):
     def name(self) -> str:
         return f"'{self._paths[0]}'" + (f" (+{len(self._paths) - 1} files)" if len(self._paths) > 1 else "")
 
+    @property
+    def feature_names(self) -> np.ndarray | None:
+        return None if self.columns is None else np.asarray(self.columns, dtype=object)
+
+    def locate(self, row: int, column: int) -> str | None:
+        if not self.columns or not 0 <= column < len(self.columns):
+            return None
+        return f"column '{self.columns[column]}'"
+
     def fingerprint_meta(self) -> dict:
         sizes = [sum(f.stat().st_size for f in _files(p)) for p in self._paths]
         return {"kind": self.kind, "path": self.path, "file_size": sum(sizes), "columns": self.columns}
@@ -615,7 +652,7 @@ class ParquetSource(Source):
             schema = dataset.schema
             n_rows = dataset.count_rows()
         except Exception as exc:  # pyarrow raises ArrowInvalid/OSError for corrupt files
-            raise ValueError(f"cannot read Parquet data {self.name}: {exc}") from None
+            raise ValueError(f"{self.name} cannot be read as Parquet data: {exc}") from None
         names = schema.names if self.columns is None else self.columns
         for c in names:
             if c not in schema.names:
@@ -623,7 +660,8 @@ class ParquetSource(Source):
             t = schema.field(c).type
             if not (str(t).startswith(("int", "uint", "float", "double", "halffloat", "bool"))):
                 raise ValueError(
-                    f"column '{c}' of {self.name} has type {t}: choose numeric columns with columns=[...]."
+                    f"{self.name}: column '{c}' has type {t}, which is not numeric. Choose numeric "
+                    "columns with columns=[...]."
                 )
         self.columns = list(names)
         self.n_samples, self.n_features = int(n_rows), len(names)
@@ -641,8 +679,40 @@ def _files(p: Path) -> list[Path]:
     return [p] if p.is_file() else sorted(q for q in p.rglob("*") if q.is_file())
 
 
+#: pyarrow's conversion errors: "... CSV conversion error to double: invalid value 'hello'"
+_ARROW_BAD_VALUE = re.compile(r"invalid value '(.*)'", re.DOTALL)
+#: pyarrow's parse errors: "CSV parse error: Expected 3 columns, got 2: 4,5"
+_ARROW_BAD_COUNT = re.compile(r"Expected (\d+) columns, got (\d+)")
+
+
+def _arrow_nulls() -> frozenset[str]:
+    """The strings pyarrow reads as a missing value (NaN for fastem) by default."""
+    import pyarrow.csv as pcsv
+
+    return frozenset(pcsv.ConvertOptions().null_values)
+
+
+def _is_arrow_number(text: str, nulls: frozenset[str]) -> bool:
+    """Whether pyarrow's CSV reader turns ``text`` into a float64 (a number, inf, or a null marker)."""
+    if text in nulls:
+        return True
+    text = text.strip()
+    if not text.isascii() or "_" in text:  # float() takes "1_000" and non-ASCII digits; pyarrow does not
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 class CSVSource(_FileSource):
     """Numeric columns of a CSV file, parsed by pyarrow's streaming reader.
+
+    The first line is the header (the column names) unless every field in it
+    is a number (or empty): then the file has no header and its first line is
+    data. To read a header line of numbers as names, pass
+    ``column_names=[...]`` and ``skip_rows=1``.
 
     Parameters
     ----------
@@ -655,6 +725,12 @@ class CSVSource(_FileSource):
     **csv_options
         ``delimiter``, ``skip_rows``, ``column_names``... passed to pyarrow's
         ``ReadOptions`` / ``ParseOptions`` when they name one of their fields.
+
+    Notes
+    -----
+    Errors name the 1-based line of the file (header included) besides the
+    0-based row index of the data: a parse error is located by reading the
+    file again in Python, which happens only when there is an error.
     """
 
     kind = "csv"
@@ -665,6 +741,10 @@ class CSVSource(_FileSource):
         self.columns = None if columns is None else list(columns)
         self.block_size = int(block_size)
         self.csv_options = csv_options
+        #: whether the first record (after ``skip_rows``) is a header line; known after ``open``
+        self._header: bool | None = None
+        #: every column of the file, as pyarrow names them; known after ``open``
+        self._file_columns: list[str] | None = None
 
     @staticmethod
     def _csv():
@@ -675,7 +755,10 @@ class CSVSource(_FileSource):
             raise _missing_extra("pyarrow", "csv", "CSV files") from None
         return pa, pcsv
 
-    def _options(self, column_types=None):
+    def _names_given(self) -> bool:
+        return "column_names" in self.csv_options or bool(self.csv_options.get("autogenerate_column_names"))
+
+    def _options(self, column_types=None, include: bool = True):
         pa, pcsv = self._csv()
         read_fields = {"skip_rows", "column_names", "autogenerate_column_names", "encoding"}
         parse_fields = {"delimiter", "quote_char", "escape_char"}
@@ -684,42 +767,183 @@ class CSVSource(_FileSource):
         unknown = set(self.csv_options) - read_fields - parse_fields
         if unknown:
             raise TypeError(f"unknown CSV options {sorted(unknown)}")
-        convert = pcsv.ConvertOptions(include_columns=self.columns, column_types=column_types or {})
+        if self._header is False and not self._names_given():
+            read["autogenerate_column_names"] = True  # the first line is data: pyarrow names them f0, f1...
+        columns = self.columns if include else None
+        convert = pcsv.ConvertOptions(include_columns=columns, column_types=column_types or {})
         return (
             pcsv.ReadOptions(block_size=self.block_size, **read),
             pcsv.ParseOptions(**parse),
             convert,
         )
 
-    def _reader(self, column_types=None):
+    def _reader(self, column_types=None, include: bool = True):
         pa, pcsv = self._csv()
-        read, parse, convert = self._options(column_types)
+        read, parse, convert = self._options(column_types, include)
         return pcsv.open_csv(self._path, read_options=read, parse_options=parse, convert_options=convert)
 
+    # ---------------------------------------------------------------- the file as text (errors only)
+    def _records(self) -> Iterator[tuple[int, list[str]]]:
+        """``(line, fields)`` of every record, ``line`` 1-based where the record starts.
+
+        Python's csv module with pyarrow's options: quoted fields may span
+        lines, and empty lines are skipped (as pyarrow skips them).
+        """
+        opts: dict = {"delimiter": self.csv_options.get("delimiter", ",")}
+        quote = self.csv_options.get("quote_char", '"')
+        if quote:
+            opts["quotechar"] = quote
+        else:
+            opts["quoting"] = csv.QUOTE_NONE
+        if self.csv_options.get("escape_char"):
+            opts["escapechar"] = self.csv_options["escape_char"]
+        encoding = self.csv_options.get("encoding", "utf8")
+        if codecs.lookup(encoding).name == "utf-8":
+            encoding = "utf-8-sig"  # pyarrow skips a byte-order mark
+        with open(self._path, newline="", encoding=encoding, errors="replace") as f:
+            reader = csv.reader(f, **opts)
+            line = 0
+            try:
+                for fields in reader:
+                    start, line = line + 1, reader.line_num
+                    if fields:
+                        yield start, fields
+            except csv.Error:  # a field beyond csv's size limit, a NUL byte: no more lines to tell
+                return
+
+    def _data_records(self) -> Iterator[tuple[int, int, list[str]]]:
+        """``(row, line, fields)`` of the records; ``row`` is the 0-based data row (< 0: skipped, header)."""
+        skip = int(self.csv_options.get("skip_rows", 0)) + (1 if self._header else 0)
+        for i, (line, fields) in enumerate(self._records()):
+            yield i - skip, line, fields
+
+    def _first_line_is_header(self) -> bool:
+        """False when the first record (after ``skip_rows``) holds only numbers: it is data then."""
+        if self._names_given():
+            return False
+        nulls = _arrow_nulls()
+        skip = int(self.csv_options.get("skip_rows", 0))
+        with contextlib.closing(self._records()) as records:
+            for i, (_, fields) in enumerate(records):
+                if i == skip:
+                    numbers = [v for v in fields if v.strip() and v not in nulls]
+                    return not (numbers and all(_is_arrow_number(v, nulls) for v in numbers))
+        return True  # an empty file: pyarrow says so
+
+    def locate(self, row: int, column: int) -> str | None:
+        named = self._header or "column_names" in self.csv_options
+        with contextlib.closing(self._data_records()) as records:
+            for r, line, _ in records:
+                if r == row:
+                    place = f"line {line} of the file"
+                    if named and self.columns and 0 <= column < len(self.columns):
+                        place += f", column '{self.columns[column]}'"
+                    return place
+        return None
+
+    def _parse_error(self, exc: BaseException, first_row: int) -> str:
+        """pyarrow's parse error, said with the line of the file it is about.
+
+        pyarrow's streaming reader does not know line numbers; the file is read
+        again from the top in Python, and the first record from data row
+        ``first_row`` on that pyarrow would refuse (for the same reason, when
+        pyarrow says which) is reported.
+        """
+        text = str(exc).strip()
+        bad_value = _ARROW_BAD_VALUE.search(text)
+        bad_count = _ARROW_BAD_COUNT.search(text)
+        nulls = _arrow_nulls()
+        expected = None if self._file_columns is None else len(self._file_columns)
+        if expected is None and "column_names" in self.csv_options:
+            expected = len(self.csv_options["column_names"])
+        first_record = -1 if self._header else 0
+        wanted = None
+        if self._file_columns is not None and self.columns is not None:
+            wanted = [self._file_columns.index(c) for c in self.columns if c in self._file_columns]
+        named = self._header or "column_names" in self.csv_options
+        with contextlib.closing(self._data_records()) as records:
+            for row, line, fields in records:
+                if expected is None and row >= first_record:
+                    expected = len(fields)  # the header's width, or the first data line's
+                if row < max(first_row, 0):
+                    continue
+                if len(fields) != expected:
+                    if bad_value is None:
+                        shown = self.csv_options.get("delimiter", ",").join(fields)
+                        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                        return (
+                            f"{self.name} cannot be parsed at line {line}: expected {expected} columns, got "
+                            f"{len(fields)} ({shown!r}). Every line needs the same number of fields."
+                        )
+                    continue
+                if bad_count is not None:
+                    continue
+                for j in range(len(fields)) if wanted is None else wanted:
+                    value = fields[j]
+                    if bad_value is not None:
+                        refused = value.strip() == bad_value.group(1).strip()
+                    else:
+                        refused = not _is_arrow_number(value, nulls)
+                    if refused:
+                        where = f"field {j + 1} of the line"
+                        if named and self._file_columns:
+                            where = f"column '{self._file_columns[j]}'"
+                        return (
+                            f"{self.name} cannot be parsed at line {line}: {where} holds {value!r}, which is "
+                            "not a number. fastem reads numeric columns only: fix the value, or leave the "
+                            "column out with columns=[...]."
+                        )
+        return f"{self.name} cannot be parsed as CSV: {text}"
+
+    # ---------------------------------------------------------------- Source
     def _open(self) -> None:
         pa, _ = self._csv()
         _check_file(self._path, "CSV file")
+        self._header = self._first_line_is_header()
         try:
-            reader = self._reader()
-            names = reader.schema.names
+            reader = self._reader(include=False)  # every column, to check the names asked for
+            names = list(reader.schema.names)
             reader.close()
         except Exception as exc:  # pyarrow.lib.ArrowInvalid and friends
-            raise ValueError(f"cannot read CSV file {self.name}: {exc}") from None
-        self.columns = list(names) if self.columns is None else self.columns
+            if not type(exc).__module__.startswith("pyarrow"):
+                raise
+            raise ValueError(self._parse_error(exc, 0)) from None
+        self._file_columns = names
+        if self.columns is None:
+            self.columns = list(names)
+        for c in self.columns:
+            if c not in names:
+                hint = "" if self._header or self._names_given() else (
+                    " (its first line holds numbers, so it has no header line and pyarrow names its "
+                    "columns f0, f1, ...)")  # fmt: skip
+                raise ValueError(f"{self.name} has no column '{c}'; its columns are {names}{hint}.")
+            if names.count(c) > 1:
+                raise ValueError(
+                    f"{self.name} has the column name '{c}' {names.count(c)} times in its header line: "
+                    "give every column its own name, or choose columns with columns=[...]."
+                )
         # every column as float64, so that a later block cannot change the inferred type
         self._types = {c: pa.float64() for c in self.columns}
         self.n_samples = None  # known after the first pass
         self.n_features = len(self.columns)
         self.dtype = np.dtype(np.float64)
 
+    @property
+    def feature_names(self) -> np.ndarray | None:
+        named = self._header or "column_names" in self.csv_options
+        return np.asarray(self.columns, dtype=object) if named and self.columns is not None else None
+
     def _fill(self, take):
         def batches():
+            done = 0
             try:
-                yield from self._reader(self._types)  # opening parses the first block already
+                for batch in self._reader(self._types):  # opening parses the first block already
+                    yield batch
+                    done += batch.num_rows
             except Exception as exc:
                 if not type(exc).__module__.startswith("pyarrow"):
                     raise
-                raise ValueError(f"cannot parse CSV file {self.name}: {exc}") from None
+                raise ValueError(self._parse_error(exc, done)) from None
 
         pieces = _arrow_batches_to_arrays(batches(), self.columns, self.name)
         yield from _rechunk(pieces, take, self.n_features, self.name)
@@ -843,7 +1067,7 @@ def as_source(X, chunk_rows: int | None = None) -> Source:
                 path, suffix = Path(head), Path(head).suffix.lower()
         if suffix not in _SUFFIXES:
             raise ValueError(
-                f"cannot tell the format of '{text}' from its suffix: use one of "
+                f"'{text}': cannot tell the format from its suffix: use one of "
                 f"{sorted(_SUFFIXES)} or a fastem.sources class (e.g. RawSource for raw binary)."
             )
         cls = _SUFFIXES[suffix]

@@ -145,3 +145,68 @@ def test_checkpointed_restarts_keep_the_same_run_as_plain_restarts(tmp_path):
         first = GaussianMixture(3, random_state=0, max_iter=0, n_init=1).fit(tmp_path / "x.npy")
     assert not np.array_equal(plain.means_, first.means_)  # the restarts really differ
     assert_array_equal(ckpt.means_, plain.means_)
+
+
+class _Interrupt(Exception):
+    """Stands for a fit stopped mid-way (a kill, a Ctrl-C): the checkpoint keeps the passes done."""
+
+
+def _interrupt_at(n: int):
+    def callback(it):
+        if it.n_iter == n:
+            raise _Interrupt
+
+    return callback
+
+
+def test_a_resumed_batch_fit_says_where_it_resumed(tmp_path, capsys):
+    X = make_mixture(2000, seed=2)[0]
+    np.save(tmp_path / "x.npy", X)
+    ckpt = tmp_path / "c.ckpt"
+    kw = dict(random_state=0, tol=0.0, max_iter=5, n_init=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(_Interrupt):  # the second initialization stopped in its 4th iteration
+
+            def second_run(it):
+                if it.init == 1 and it.n_iter == 4:
+                    raise _Interrupt
+
+            GaussianMixture(3, **kw).fit(tmp_path / "x.npy", checkpoint=ckpt, callbacks=second_run)
+        capsys.readouterr()
+        GaussianMixture(3, verbose=0, **kw).fit(tmp_path / "x.npy", checkpoint=tmp_path / "fresh.ckpt")
+        assert capsys.readouterr().out == ""  # verbose=0: nothing
+        gm = GaussianMixture(3, verbose=1, **kw).fit(tmp_path / "x.npy", checkpoint=ckpt)
+    lines = capsys.readouterr().out.splitlines()
+    assert (
+        lines[0]
+        == f"Checkpoint '{ckpt}': resuming initialization 1 after iteration 3 (those 3 passes are kept)."
+    )
+    assert lines[1] == "Initialization 1"  # the verbose lines that follow use the same numbering
+    assert gm.n_iter_ == 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        GaussianMixture(3, verbose=1, **kw).fit(tmp_path / "x.npy", checkpoint=ckpt)
+    out = capsys.readouterr().out
+    assert out.startswith(
+        f"Checkpoint '{ckpt}': holds a finished fit (2 initialization(s)): returning its result"
+    )
+
+
+def test_a_resumed_online_fit_says_where_it_resumed(tmp_path, capsys):
+    X = make_mixture(3 * BLOCK_ROWS, seed=4)[0]
+    np.save(tmp_path / "x.npy", X)
+    ckpt = tmp_path / "o.ckpt"
+    kw = dict(random_state=0, batch_size=2048, tol=0.0)
+    source = NpySource(tmp_path / "x.npy", chunk_rows=4096)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(_Interrupt):
+            GaussianMixture(3, **kw).fit(source, checkpoint=ckpt, algorithm="online", n_passes=4,
+                                         callbacks=_interrupt_at(3))  # fmt: skip
+        capsys.readouterr()
+        GaussianMixture(3, verbose=1, **kw).fit(source, checkpoint=ckpt, algorithm="online", n_passes=4)
+        # the state after pass 3 was saved before the interruption
+        assert f"Checkpoint '{ckpt}': resuming the online fit after pass 3." in capsys.readouterr().out
+        GaussianMixture(3, verbose=1, **kw).fit(source, checkpoint=ckpt, algorithm="online", n_passes=4)
+        assert f"Checkpoint '{ckpt}': holds a finished online fit (4 passes)" in capsys.readouterr().out

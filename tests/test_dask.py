@@ -282,10 +282,18 @@ def test_bad_dask_input_is_rejected_before_fitting(client, small):
     before = _state(gm)
     bad = X.copy()
     bad[2345, 1] = np.nan
-    with pytest.raises(ValueError, match="NaN at row 2345, column 1"):
+    with pytest.raises(ValueError, match=r"NaN at row 2345, column 1 \(counted from 0;"):
         gm.fit(da.from_array(bad, chunks=700))
-    with pytest.raises(ValueError, match="negative"):
+    # a DataFrame's column is named too
+    frame = dd.from_pandas(pd.DataFrame(bad, columns=["a", "b", "c"]), npartitions=3)
+    with pytest.raises(ValueError, match=r"NaN at row 2345, column 1 \(counted from 0; column 'b';"):
+        gm.fit(frame)
+    with pytest.raises(ValueError, match=r"negative value at row 0 \(counted from 0\)"):
         gm.fit(da.from_array(X, chunks=700), sample_weight=-np.ones(len(X)))
+    w = np.ones(len(X))
+    w[1500] = np.inf
+    with pytest.raises(ValueError, match=r"NaN or infinity at row 1500 \(counted from 0\)"):
+        gm.fit(da.from_array(X, chunks=700), sample_weight=w)
     with pytest.raises(ValueError, match="one weight per sample"):
         gm.fit(da.from_array(X, chunks=700), sample_weight=np.ones(5))
     with pytest.raises(ValueError, match="Expected a 2D array"):
@@ -294,9 +302,24 @@ def test_bad_dask_input_is_rejected_before_fitting(client, small):
         GaussianMixture(0).fit(da.from_array(X, chunks=700))
     with pytest.raises(TypeError, match="online"):
         gm.fit(da.from_array(X, chunks=700), algorithm="online")
-    with pytest.raises(TypeError, match="checkpoints are not supported"):
+    with pytest.raises(TypeError, match="checkpoints are not supported for Dask collections") as err:
         gm.fit(da.from_array(X, chunks=700), checkpoint="unused.ckpt")
+    assert "Executor" not in str(err.value)
     _assert_state(gm, before)
+
+
+def test_bad_value_in_chunks_of_unknown_size_names_the_chunk(client, small):
+    X, _ = small
+    gm = GaussianMixture(3, random_state=0, max_iter=5).fit(X)
+    bad = X.copy()
+    bad[1405, 2] = np.nan  # row 5 of the third chunk of 700
+    lazy = da.from_array(bad, chunks=700)
+    lazy = lazy[lazy[:, 0] > -np.inf]  # boolean indexing: the chunk sizes become unknown
+    assert np.isnan(lazy.chunks[0][0])
+    with pytest.raises(
+        ValueError, match=r"^Row chunk 2 of input X contains NaN at row 5, column 2 \(counted"
+    ):
+        gm.predict(lazy).compute()
 
 
 def test_missing_dask_extra_names_it():

@@ -196,7 +196,7 @@ def test_rewrite_helper_keeps_a_valid_file(saved, models, small):
         (lambda a: {"covariances_": a["covariances_"] * 2}, "not the inverse"),
         (lambda a: {"lower_bounds_": np.zeros(99)}, "lower_bounds_ has shape"),
         (lambda a: {"means_": np.array([["x"] * 3] * 3)}, "float64"),
-        (lambda a: {"means_": np.array([[None] * 3] * 3, dtype=object)}, "corrupted"),  # pickle
+        (lambda a: {"means_": np.array([[None] * 3] * 3, dtype=object)}, "holds Python objects"),
     ],
 )
 def test_inconsistent_arrays_with_valid_checksums_are_refused(saved, change, message):
@@ -241,8 +241,11 @@ def test_not_a_model_file(tmp_path, small):
     with pytest.raises(ModelFileError, match="no header.json"):
         fastem.load(tmp_path / "b.npz")
     (tmp_path / "c.npz").write_text("hello")
-    with pytest.raises(ModelFileError, match="truncated, corrupted or not a fastem model"):
+    with pytest.raises(ModelFileError, match="is not a fastem model file: it is not a ZIP archive"):
         fastem.load(tmp_path / "c.npz")
+    (tmp_path / "d.npz").write_bytes(b"PK\x03\x04" + bytes(100))  # a damaged ZIP
+    with pytest.raises(ModelFileError, match="truncated, corrupted or not a fastem model"):
+        fastem.load(tmp_path / "d.npz")
 
 
 def test_write_is_atomic(saved, models, monkeypatch):
