@@ -15,7 +15,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,15 @@ FALLBACK_FORMATS = (".npy", ".csv", ".tsv", ".txt")
 MODEL_SUFFIXES = (".npz", ".fastem")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+#: the Gaussian family's --reg-covar when it is not given (scikit-learn's default)
+REG_COVAR = 1e-6
+
+_CHUNK_ROWS_HELP = (
+    "rows read and processed at a time when DATA is streamed from disk: smaller chunks use less "
+    "memory, multiples of 4096 give the same result as an in-memory fit (default: about 32 MiB of rows)"
+)
+_THREADS_HELP = "threads, -1 for all (default: all)"
 
 
 class UsageError(Exception):
@@ -172,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--family",
         choices=tuple(FAMILIES),
         default="gaussian",
-        help="mixture family (gaussian); the data must be "
+        help="mixture family (default: gaussian); the data must be "
         + "; ".join(f"{name}: {what}" for name, what in _FAMILY_DATA.items()),
     )
     g.add_argument(
@@ -180,38 +189,43 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="vmf only: divide each row by its norm instead of refusing rows that are not unit vectors",
     )
-    g.add_argument("--max-iter", type=_nonneg_int, default=100, metavar="N", help="EM iterations (100)")
     g.add_argument(
-        "--tol", type=_nonneg_float, default=1e-3, help="stop when the mean log-likelihood gains less (1e-3)"
+        "--max-iter", type=_nonneg_int, default=100, metavar="N", help="EM iterations at most (default: 100)"
     )
-    g.add_argument("--n-init", type=_positive_int, default=1, metavar="N", help="restarts; best kept (1)")
+    g.add_argument(
+        "--tol",
+        type=_nonneg_float,
+        default=1e-3,
+        help="stop when the mean log-likelihood per row gains less (default: 1e-3)",
+    )
+    g.add_argument(
+        "--n-init", type=_positive_int, default=1, metavar="N", help="restarts; the best is kept (default: 1)"
+    )
     g.add_argument(
         "--init",
         choices=("kmeans", "k-means++", "random", "random_from_data"),
         default="kmeans",
-        help="initialisation (kmeans)",
+        help="initialisation (default: kmeans)",
     )
     g.add_argument(
         "--reg-covar",
         type=_nonneg_float,
-        default=None,  # None: not given, so other families can refuse it when it is
+        default=None,  # None: not given, so other families can refuse it; gaussian fills in REG_COVAR
         metavar="R",
-        help="gaussian only: added to covariance diagonals (1e-6)",
+        help=f"gaussian only: added to each covariance's diagonal, keeping it positive definite "
+        f"(default: {np.format_float_scientific(REG_COVAR, exp_digits=1, trim='-')})",
     )
-    g.add_argument("--seed", type=int, default=0, help="random seed; the same seed gives the same model (0)")
-    g.add_argument("--threads", type=_threads, default=None, metavar="N", help="threads (default: all)")
     g.add_argument(
-        "--chunk-rows",
-        type=_positive_int,
-        default=None,
-        metavar="N",
-        help="rows per chunk when streaming from disk (needs fastem.sources)",
+        "--seed", type=int, default=0, help="random seed; the same seed gives the same model (default: 0)"
     )
+    g.add_argument("--threads", type=_threads, default=None, metavar="N", help=_THREADS_HELP)
+    g.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N", help=_CHUNK_ROWS_HELP)
     g.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="progress bar on stderr (default: when stderr is a terminal; needs tqdm)",
+        help="progress on stderr: a bar when stderr is a terminal (needs tqdm); otherwise select prints "
+        "one line per fit (default: automatic)",
     )
 
     parser = _Parser(
@@ -248,7 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA", help="training data (.npy, .csv, .parquet, .h5, .zarr)")
     p.add_argument("-k", "--n-components", type=_positive_int, required=True, metavar="K")
     p.add_argument(
-        "--covariance", choices=COVARIANCE_TYPES, default=None, help="gaussian only: covariance type (full)"
+        "--covariance",
+        choices=COVARIANCE_TYPES,
+        default=None,
+        help="gaussian only: covariance type (default: full)",
     )
     p.add_argument("--out", "-o", required=True, metavar="MODEL", help="model file to write (.npz)")
     p.add_argument(
@@ -267,8 +284,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", "-o", required=True, metavar="FILE", help="labels (int64) or responsibilities: .npy or .csv"
     )
     p.add_argument("--proba", action="store_true", help="write the N x K responsibilities instead of labels")
-    p.add_argument("--threads", type=_threads, default=None, metavar="N")
-    p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N")
+    p.add_argument("--threads", type=_threads, default=None, metavar="N", help=_THREADS_HELP)
+    p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N", help=_CHUNK_ROWS_HELP)
 
     p = add(
         "score",
@@ -280,8 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA")
     p.add_argument("--out", "-o", metavar="FILE", help="also write each row's log-density (.npy or .csv)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-    p.add_argument("--threads", type=_threads, default=None, metavar="N")
-    p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N")
+    p.add_argument("--threads", type=_threads, default=None, metavar="N", help=_THREADS_HELP)
+    p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N", help=_CHUNK_ROWS_HELP)
 
     p = add(
         "info",
@@ -306,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=parse_k_range,
         default=parse_k_range("1..9"),
         metavar="KS",
-        help="component counts: K, LOW..HIGH or a list 1,2,4 (1..9)",
+        help="component counts: K, LOW..HIGH or a list 1,2,4 (default: 1..9)",
     )
     p.add_argument(
         "--covariance",
@@ -315,7 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TYPES",
         help="gaussian only: all (default) or a comma-separated subset of full,tied,diag,spherical",
     )
-    p.add_argument("--criterion", choices=("bic", "aic"), default="bic", help="what 'best' means (bic)")
+    p.add_argument(
+        "--criterion", choices=("bic", "aic"), default="bic", help="what 'best' means (default: bic)"
+    )
     p.add_argument("--out", "-o", metavar="MODEL", help="save the best model here")
 
     p = add(
@@ -326,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--plot",
         metavar="PATH",
-        help="also draw EM at work (iterations 0, 1, 2, 5, 20, converged) to PATH (.png, .pdf, .svg)",
+        help="also draw EM at work from a deliberately poor start (the model after 0, 1, 2, 5 and 10 "
+        "iterations and the converged one, and the log-likelihood curve) to PATH (.png, .pdf, .svg)",
     )
     return parser
 
@@ -514,7 +534,7 @@ def _check_family_options(args, gaussian_default) -> None:
     family = args.family
     if family == "gaussian":
         args.covariance = gaussian_default if args.covariance is None else args.covariance
-        args.reg_covar = 1e-6 if args.reg_covar is None else args.reg_covar
+        args.reg_covar = REG_COVAR if args.reg_covar is None else args.reg_covar
     else:
         given = [opt for opt, value in (("--covariance", args.covariance), ("--reg-covar", args.reg_covar))
                  if value is not None]  # fmt: skip
@@ -803,17 +823,21 @@ def cmd_select(args) -> int:
     ks, kinds = args.n_components, args.covariance if args.family == "gaussian" else [args.family]
     table: dict[tuple[int, str], dict | None] = {}
     best = None
-    with _one_line_warnings():
-        for k, kind in _model_progress([(k, kind) for k in ks for kind in kinds], args.progress):
+    cells = [(k, kind) for k in ks for kind in kinds]
+    with _one_line_warnings(), _select_progress(len(cells), args.progress, args.criterion) as report:
+        for k, kind in cells:
             gm = _estimator(args, k, kind)
+            tic = time.perf_counter()
             try:
                 _fit(gm, data, args.data)
                 scores = _criteria(gm, _apply(gm.score_samples, data, args.data))
             except CommandError as exc:
                 print(f"fastem: warning: K={k} {kind}: {_one_line(exc)}", file=sys.stderr)
                 table[k, kind] = None
+                report(k, kind, None, gm, time.perf_counter() - tic)
                 continue
             scores["converged"] = gm.converged_
+            report(k, kind, scores, gm, time.perf_counter() - tic)
             table[k, kind] = scores
             if best is None or scores[args.criterion] < best[0][args.criterion]:
                 best = (scores, k, kind, gm)
@@ -840,17 +864,57 @@ def cmd_select(args) -> int:
     return EXIT_OK
 
 
-def _model_progress(cells: list, enabled: bool | None) -> Iterator:
-    """A tqdm bar over the (K, covariance) grid, or the plain list when tqdm is missing or disabled."""
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return iter(cells)
+@contextlib.contextmanager
+def _select_progress(n_fits: int, enabled: bool | None, criterion: str) -> Iterator[Callable]:
+    """Progress of ``select``; yields ``report(k, kind, scores or None, gm, seconds)``, called after each fit.
+
+    A tqdm bar when stderr is a terminal (or ``--progress`` asks for it);
+    otherwise (a log file, a pipe, CI, or no tqdm) one plain line per fit,
+    since a bar's carriage returns would make an unreadable log; nothing with
+    ``--no-progress``.
+    """
     if enabled is False:
-        return iter(cells)
-    return iter(
-        tqdm(cells, desc="select", unit="model", file=sys.stderr, disable=None if enabled is None else False)
-    )
+        yield lambda *_: None
+        return
+    bar = None
+    if enabled or _is_terminal(sys.stderr):
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            pass
+        else:
+            bar = tqdm(total=n_fits, desc="select", unit="model", file=sys.stderr)
+    if bar is not None:
+        try:
+            yield lambda *_: bar.update(1)
+        finally:
+            bar.close()
+        return
+    done = 0
+    width = len(str(n_fits))
+
+    def report(k: int, kind: str, scores: dict | None, gm, seconds: float) -> None:
+        nonlocal done
+        done += 1
+        if scores is None:
+            result = "failed"
+        else:
+            state = "converged" if scores["converged"] else "did not converge"
+            result = f"{criterion.upper()} {scores[criterion]:.2f}, {state} after {gm.n_iter_} iterations"
+        print(
+            f"fastem select: [{done:>{width}}/{n_fits}] K={k} {kind}: {result} ({seconds:.2f} s)",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    yield report
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):  # no isatty, or a closed stream
+        return False
 
 
 def _k_text(ks: list[int]) -> str:
@@ -885,11 +949,65 @@ def _criterion_table(table: dict, ks: list[int], kinds: list[str], crit: str) ->
     return "\n".join(line.rstrip() for line in lines)
 
 
-def cmd_demo(args) -> int:
-    from . import __version__
-    from .datasets import load_old_faithful
-    from .mixture import GaussianMixture
+class _CompileWatch:
+    """Listens to numba's compile events for fastem's kernels; see :func:`_compile_notice`."""
 
+    def __init__(self, stream):
+        self.stream = stream
+        self.compiled = False
+        self.seconds = 0.0
+        self._depth = 0
+        self._tic = 0.0
+
+    def on_start(self, event) -> None:
+        dispatcher = (event.data or {}).get("dispatcher")
+        module = getattr(getattr(dispatcher, "py_func", None), "__module__", "") or ""
+        if self._depth == 0 and not module.startswith(f"{__package__}."):
+            return  # someone else's function: not ours to announce
+        if not self.compiled:
+            self.compiled = True
+            where = getattr(getattr(dispatcher, "_cache", None), "cache_path", None)
+            cached = f", cached in {where}" if where else ""
+            print(f"compiling fastem kernels (first use only{cached}) ...", file=self.stream, flush=True)
+        if self._depth == 0:
+            self._tic = time.perf_counter()
+        self._depth += 1
+
+    def on_end(self, event) -> None:
+        if self._depth == 0:
+            return
+        self._depth -= 1
+        if self._depth == 0:  # kernels called from kernels compile inside their caller: count once
+            self.seconds += time.perf_counter() - self._tic
+
+
+@contextlib.contextmanager
+def _compile_notice(stream=None) -> Iterator[_CompileWatch]:
+    """Print one line on ``stream`` (stderr) when, and only when, numba compiles a fastem kernel.
+
+    numba fires its "numba:compile" event only on a real compilation, not when
+    a kernel is loaded from the on-disk cache, so a warm cache prints nothing.
+    The yielded watch reports whether anything compiled and for how long.
+    """
+    watch = _CompileWatch(sys.stderr if stream is None else stream)
+    try:
+        from numba.core import event
+    except ImportError:  # an API numba may move: then say nothing rather than fail the command
+        yield watch
+        return
+
+    class Listener(event.Listener):
+        def on_start(self, ev):
+            watch.on_start(ev)
+
+        def on_end(self, ev):
+            watch.on_end(ev)
+
+    with event.install_listener("numba:compile", Listener()):
+        yield watch
+
+
+def cmd_demo(args) -> int:
     if args.plot is not None:
         _check_output(args.plot, (".png", ".pdf", ".svg"))
         try:  # fail before fitting if the extra is missing
@@ -898,36 +1016,57 @@ def cmd_demo(args) -> int:
             require_matplotlib()
         except ImportError as exc:
             raise CommandError(_one_line(exc)) from None
+    with _compile_notice() as watch:  # one notice for the whole command, and only if anything compiles
+        _demo(args, watch)
+    return EXIT_OK
+
+
+def _demo(args, watch: _CompileWatch) -> None:
+    from . import __version__
+    from .datasets import load_old_faithful
+    from .mixture import GaussianMixture
+
     X = load_old_faithful()
-    tic = time.perf_counter()
+    n = X.shape[0]
+    tic, compiling = time.perf_counter(), watch.seconds
     gm = GaussianMixture(n_components=2, covariance_type="full", tol=1e-8, random_state=0).fit(X)
-    seconds = time.perf_counter() - tic
+    seconds, compiling = time.perf_counter() - tic, watch.seconds - compiling
+    timing = f"{seconds:.2f} s"
+    if compiling > 0:  # say what the wait was, and how long the fit itself took
+        timing = f"{max(seconds - compiling, 0.0):.2f} s (+ {compiling:.1f} s compiling the kernels, once)"
     order = np.argsort(gm.means_[:, 0])
     np.set_printoptions(precision=4, suppress=True)
     print(
-        f"fastem {__version__}: Old Faithful ({X.shape[0]} eruptions x {X.shape[1]} features), "
+        f"fastem {__version__}: Old Faithful ({n} eruptions x {X.shape[1]} features), "
         "2 full-covariance components"
     )
-    print(
-        f"converged: {gm.converged_} after {gm.n_iter_} iterations in {seconds:.2f} s "
-        "(first run includes JIT compilation)"
-    )
+    print(f"default (k-means) start: converged: {gm.converged_} after {gm.n_iter_} iterations in {timing}")
     for rank, k in enumerate(order):
         print(f"\ncomponent {rank}: weight {gm.weights_[k]:.4f}")
         print(f"  mean (eruptions, waiting): {gm.means_[k]}")
         print("  covariance:")
         for row in gm.covariances_[k]:
             print(f"    {row}")
-    total = gm.score(X) * X.shape[0]
-    print(f"\nlog-likelihood: {total:.4f}  ({total / X.shape[0]:.5f} per sample)")
+    total = gm.score(X) * n
+    print(f"\nlog-likelihood: {total:.4f}  ({total / n:.5f} per sample)")
     print(f"BIC: {gm.bic(X):.2f}  AIC: {gm.aic(X):.2f}")
-    if args.plot is not None:
-        from .plot import faithful_em_figure
+    if args.plot is None:
+        return
+    from .plot import faithful_em_figure, faithful_em_trace
 
-        fig = faithful_em_figure(X)
-        fig.savefig(args.plot, dpi=110)
-        print(f"\nplot of EM at work written to {args.plot}")
-    return EXIT_OK
+    trace = faithful_em_trace(X)
+    faithful_em_figure(X, trace).savefig(args.plot, dpi=110)
+    # the figure's run differs from the one above by its start only: say so, and compare the ends
+    start, end = trace.lower_bounds[0] * n, trace.lower_bounds[-1] * n
+    verb = "converges" if trace.converged else "stops"
+    if abs(end - total) <= 1e-6 * abs(total):  # both runs stop at tol 1e-8 per sample
+        where = f"at the same optimum, {end:.4f}"
+    else:
+        where = f"at {end:.4f}, not at the optimum above ({total:.4f})"
+    print(f"\nplot of EM at work written to {args.plot}")
+    print("  The figure runs EM from a deliberately poor start (means across the two clusters, as")
+    print(f"  in Bishop 2006, Fig. 9.8), not from the k-means start above: from log-likelihood {start:.2f}")
+    print(f"  it {verb} after {trace.n_iter} iterations (not {gm.n_iter_}) {where}.")
 
 
 COMMANDS = {

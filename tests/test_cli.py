@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -103,6 +104,57 @@ def test_demo_prints_the_model_and_draws_the_plot(work):
         assert text in r.stdout
     png = (work / "faithful.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 50_000
+    # the terminal's fit and the figure's differ by their start only, and the summary says so
+    # (the k-means start's iteration count belongs to the initialisation, so it is read, not fixed)
+    m = re.search(r"default \(k-means\) start: converged: True after (\d+) iterations in ", r.stdout)
+    assert m, r.stdout
+    assert "deliberately poor start" in r.stdout and "not from the k-means start above" in r.stdout
+    assert f"converges after 18 iterations (not {m.group(1)}) at the same optimum, -1130.2640." in r.stdout
+    # the kernels are in numba's cache now: a second run compiles nothing and says nothing about it
+    r = run("demo", cwd=work)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert "compil" not in r.stdout.lower() and "JIT" not in r.stdout
+
+
+def test_compile_notice_only_when_fastem_compiles():
+    """One stderr line on the first real compilation of a fastem function; none from the cache or others."""
+    import io
+
+    import numba
+
+    def probe(x):
+        return x + 1
+
+    def other(x):
+        return x - 1
+
+    probe.__module__ = "fastem._compile_probe"  # numba reports the module of the Python function
+    ours, theirs = numba.njit(probe), numba.njit(other)
+    stream = io.StringIO()
+    with cli._compile_notice(stream) as watch:
+        assert theirs(1) == 0
+        assert not watch.compiled and stream.getvalue() == ""
+        assert ours(1) == 2 and ours(2) == 3  # compiles once, then runs the compiled code
+        ours(1.5)  # a new signature compiles again: still one notice
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("compiling fastem kernels (first use only")
+    assert watch.compiled and watch.seconds > 0
+    stream = io.StringIO()
+    with cli._compile_notice(stream) as watch:
+        assert ours(3) == 4
+    assert stream.getvalue() == "" and not watch.compiled
+
+
+def test_help_states_defaults_and_what_chunk_rows_does(capsys):
+    code, out, _ = call(capsys, "fit", "--help")
+    text = " ".join(out.split())  # argparse wraps lines
+    assert code == 0
+    assert "added to each covariance's diagonal, keeping it positive definite (default: 1e-6)" in text
+    assert "needs fastem.sources" not in text
+    assert "rows read and processed at a time when DATA is streamed from disk" in text
+    for command in ("predict", "score"):
+        code, out, _ = call(capsys, command, "--help")
+        assert "rows read and processed at a time" in " ".join(out.split()), command
 
 
 def test_usage_error_through_the_real_process(work):
@@ -237,6 +289,25 @@ def test_progress_bar_on_request(work, capsys, monkeypatch):
     assert code == 0 and "EM: 100%" in err and "loglik/row" in err
     code, out, err = call(capsys, "fit", "data.npy", "-k", "2", "--no-progress", "--out", "p.npz")
     assert code == 0 and err == ""
+
+
+def test_select_progress_lines_when_stderr_is_not_a_terminal(work, X, capsys, monkeypatch):
+    """capsys's stderr is no terminal: one plain line per fit (no bar), and none with --no-progress."""
+    monkeypatch.chdir(work)
+    code, out, err = call(capsys, "select", "data.npy", "-k", "1..3", "--covariance", "full,diag")
+    assert code == 0, err
+    lines = err.splitlines()
+    assert len(lines) == 6 and "\r" not in err and "%|" not in err
+    assert lines[0].startswith("fastem select: [1/6] K=1 full: BIC ")
+    assert lines[-1].startswith("fastem select: [6/6] K=3 diag: BIC ")
+    assert all("iterations (" in line and line.endswith(" s)") for line in lines)
+    bic = GaussianMixture(2, covariance_type="diag", random_state=0).fit(X).bic(X)
+    assert f"K=2 diag: BIC {bic:.2f}, converged after" in err
+    code, out, err = call(capsys, "select", "data.npy", "-k", "1..2", "--covariance", "full", "--no-progress")
+    assert code == 0 and err == ""
+    code, out, err = call(capsys, "select", "data.npy", "-k", "2,700", "--covariance", "full")
+    assert code == 0
+    assert "fastem select: [2/2] K=700 full: failed" in err and "warning: K=700 full:" in err
 
 
 def test_in_memory_fallback_without_sources(work, X, capsys, monkeypatch):
