@@ -69,7 +69,12 @@ def data_fingerprint(executor, sample_weight) -> dict:
     elif isinstance(executor, ArrayExecutor):
         X = executor.X
         fp = {"kind": "array", "n_samples": int(X.shape[0]), "n_features": int(X.shape[1]),
-              "dtype": X.dtype.str, "hash": _hash_array(X)}  # fmt: skip
+              "dtype": X.dtype.str}  # fmt: skip
+        if getattr(X, "format", None) == "csr":  # a sparse matrix: its three arrays say everything
+            fp["kind"] = "csr"
+            fp["hash"] = "/".join(_hash_array(a) for a in (X.data, X.indices, X.indptr))
+        else:
+            fp["hash"] = _hash_array(X)
     else:  # messages name the input, never an internal class
         what = getattr(executor, "input_kind", "this kind of input")
         raise TypeError(

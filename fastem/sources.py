@@ -1021,7 +1021,8 @@ class ArraySource(Source):
         for start in range(0, self.n_samples, step):
             buf = take()
             n = min(step, self.n_samples - start)
-            buf[:n] = self.X[start : start + n]
+            rows = self.X[start : start + n]
+            buf[:n] = rows.toarray() if hasattr(rows, "toarray") else rows  # scipy.sparse: densify a chunk
             yield buf, n
 
 

@@ -566,37 +566,18 @@ def csr_fit(datasets):
     return X, C, make_estimator("multinomial", X).fit(C)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="fastem/checkpoint.py data_fingerprint hashes ArrayExecutor.X with _hash_array, which takes "
-    "np.asarray of the CSR matrix (a 0-d object array) and fails in .view(np.uint8): 'Cannot change "
-    "data-type for array of references'",
-)
 def test_checkpointed_fit_of_a_sparse_matrix(csr_fit, tmp_path):
     X, C, plain = csr_fit
     got = make_estimator("multinomial", X).fit(C, checkpoint=tmp_path / "csr.ckpt")
     assert_same_fit(got, plain, "multinomial")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="fastem/io.py data_fingerprint takes np.asarray of the CSR matrix (a 0-d object array), "
-    "then X[:1].size raises IndexError: save(path, data=csr) fails",
-)
 def test_model_file_records_sparse_training_data(csr_fit, tmp_path):
     X, C, est = csr_fit
     loaded = fastem.load(est.save(tmp_path / "m.npz", data=C))
     assert_array_equal(loaded.predict(C), est.predict(X))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="fastem/_mixture.py BaseMixture._score wraps a CSR matrix in sources.ArraySource for out=, "
-    "whose _fill assigns CSR row slices into a dense buffer: 'setting an array element with a sequence'",
-)
 def test_predict_of_a_sparse_matrix_to_an_npy_file(csr_fit, tmp_path):
     X, C, est = csr_fit
     got = est.predict(C, out=tmp_path / "labels.npy")
