@@ -6,18 +6,78 @@ pandas). fastem only needs scikit-learn's conventions, so the hot path
 where its exact behaviour matters: unusual inputs (lists, DataFrames, sparse
 or object arrays, which go through ``sklearn.utils.check_array``), feature
 names, estimator tags, and the exception/warning classes users catch.
+
+``EstimatorBase`` becomes a subclass of ``sklearn.base.BaseEstimator`` as soon
+as scikit-learn is imported (whoever imports it): its base class is swapped
+when an estimator is created or asked for its tags, or at ``import fastem`` if
+scikit-learn is already loaded. ``check_estimator`` (which tests
+``isinstance(estimator, BaseEstimator)``), ``clone``, metadata routing and
+the HTML repr then see an ordinary scikit-learn estimator, while a program
+that never imports scikit-learn never pays for it (``import sklearn.base``
+costs 1-2 s: it imports SciPy and pandas). fastem's own ``get_params``,
+``set_params`` and ``__repr__`` come first in the MRO either way.
 """
 
 from __future__ import annotations
 
 import inspect
+import sys
+import threading
 from numbers import Integral
 
 import numpy as np
 
 
-class EstimatorBase:
-    """get_params / set_params / repr / tags as ``sklearn.base.BaseEstimator`` defines them."""
+class _BaseEstimatorSlot:
+    """Stand-in base of :class:`EstimatorBase`, replaced by ``sklearn.base.BaseEstimator``.
+
+    (CPython refuses to reassign ``__bases__`` when the only base is ``object``.)
+    """
+
+
+_adopt_lock = threading.Lock()
+
+
+def _loaded_base_estimator():
+    """``sklearn.base.BaseEstimator`` if scikit-learn is already imported, else None (imports nothing)."""
+    return getattr(sys.modules.get("sklearn.base"), "BaseEstimator", None)
+
+
+def inherit_base_estimator(base_estimator=None) -> None:
+    """Make :class:`EstimatorBase` (so every fastem estimator) a ``BaseEstimator`` subclass.
+
+    Idempotent and thread-safe. Classes defined before the swap then get what
+    ``BaseEstimator.__init_subclass__`` gives every subclass (the
+    ``set_fit_request``-style methods of metadata routing).
+    """
+    if base_estimator is None:
+        from sklearn.base import BaseEstimator as base_estimator
+    with _adopt_lock:
+        if issubclass(EstimatorBase, base_estimator):
+            return
+        try:
+            EstimatorBase.__bases__ = (base_estimator,)
+        except TypeError:  # an incompatible future BaseEstimator (e.g. __slots__): stay as we are
+            return
+        todo = list(EstimatorBase.__subclasses__())
+        while todo:  # parents before children
+            cls = todo.pop(0)
+            super(EstimatorBase, cls).__init_subclass__()
+            todo.extend(cls.__subclasses__())
+
+
+class EstimatorBase(_BaseEstimatorSlot):
+    """get_params / set_params / repr / tags as ``sklearn.base.BaseEstimator`` defines them.
+
+    A ``BaseEstimator`` subclass once scikit-learn is imported (see the module docstring).
+    """
+
+    def __new__(cls, *args, **kwargs):
+        if EstimatorBase.__bases__ == (_BaseEstimatorSlot,):  # not adopted yet: one tuple compare
+            base = _loaded_base_estimator()
+            if base is not None:
+                inherit_base_estimator(base)
+        return super().__new__(cls)
 
     @classmethod
     def _get_param_names(cls) -> list[str]:
@@ -68,12 +128,18 @@ class EstimatorBase:
         return f"{type(self).__name__}({', '.join(changed)})"
 
     def __sklearn_tags__(self):
-        # only scikit-learn calls this, so scikit-learn is already imported
+        # only scikit-learn calls this, so scikit-learn is already imported; check_estimator
+        # asks for the tags before it tests isinstance(estimator, BaseEstimator)
         from sklearn.base import BaseEstimator
 
+        inherit_base_estimator(BaseEstimator)
         tags = BaseEstimator.__sklearn_tags__(self)
         tags.estimator_type = "DensityEstimator"
         return tags
+
+
+if _loaded_base_estimator() is not None:  # scikit-learn came first: inherit at once
+    inherit_base_estimator(_loaded_base_estimator())
 
 
 def as_float_array(X, *, ensure_min_samples: int, estimator) -> np.ndarray:

@@ -7,6 +7,15 @@ sees statistics with a ``mean_log_likelihood``. By the free-energy argument the
 mean log-likelihood recorded at each E-step never decreases (up to rounding),
 except on an iteration that re-seeds an emptied component.
 
+A family's M-step (or initialisation) raises :class:`CollapsedComponents`
+when components have no well-defined parameters (a Gaussian component on a
+single point with ``reg_covar=0``). If only some components collapsed in an
+M-step, the run has diverged: it ends there, keeping the parameters its last
+E-step scored (finite, with that E-step's log-likelihood as its lower bound),
+as not converged. If every component collapsed, or the initialisation did, the
+run fails: the fit raises unless another initialisation gave a result (the
+scikit-learn behaviour of issue #18216: the best parameters are always set).
+
 Everything that watches a fit (verbose lines, progress bars, checkpoint
 writes, the user's ``callbacks=``) is a callback: an object with any of the
 methods of :class:`Callback`, or a plain callable, which is called like
@@ -25,7 +34,40 @@ import numpy as np
 
 from .families.base import DegenerateComponentWarning
 
-__all__ = ["Callback", "DegenerateComponentWarning", "EMRun", "Iteration", "fit_restarts", "run_em"]
+__all__ = [
+    "Callback",
+    "CollapsedComponents",
+    "DegenerateComponentWarning",
+    "EMRun",
+    "Iteration",
+    "fit_restarts",
+    "run_em",
+]
+
+
+class CollapsedComponents(ValueError):
+    """Components whose parameters are ill-defined (e.g. zero variance): raised by a family.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong and how to avoid it, for the user.
+    components : list of int or None
+        The collapsed components; None when the whole model is concerned
+        (e.g. a tied covariance).
+    n_components : int or None
+        The model's number of components.
+    """
+
+    def __init__(self, message: str, components: list[int] | None = None, n_components: int | None = None):
+        super().__init__(message)
+        self.components = components
+        self.n_components = n_components
+
+    @property
+    def partial(self) -> bool:
+        """True when some, not all, components collapsed: the others are still well defined."""
+        return self.components is not None and 0 < len(self.components) < (self.n_components or 0)
 
 
 @dataclass
@@ -37,6 +79,8 @@ class EMRun:
     converged: bool
     lower_bound: float
     lower_bounds: list[float] = field(default_factory=list)
+    #: the components whose collapse ended this run early (see :class:`CollapsedComponents`), or None
+    collapsed: list[int] | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +221,23 @@ def run_em(
         previous = lower_bound
         stats = accumulate(params)
         lower_bound = stats.mean_log_likelihood
-        params, emptied = m_step(stats)
+        try:
+            new_params, emptied = m_step(stats)
+        except CollapsedComponents as exc:
+            if not exc.partial:
+                raise
+            # diverged: keep the parameters this E-step scored (lower_bound is their log-likelihood)
+            lower_bounds.append(lower_bound)
+            warnings.warn(
+                f"EM stopped at iteration {n_iter} of initialization {init}: after the M-step, components "
+                f"{exc.components} have ill-defined parameters (for instance caused by singleton or "
+                "collapsed samples). The run keeps the parameters that iteration's E-step scored, as not "
+                "converged; increase reg_covar or decrease n_components to avoid this.",
+                DegenerateComponentWarning,
+                stacklevel=3,
+            )
+            return EMRun(params, n_iter, False, lower_bound, lower_bounds, collapsed=exc.components)
+        params = new_params
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
         _call(
@@ -233,24 +293,43 @@ def fit_restarts(
     callbacks: Sequence = (),
     resume: Resume | None = None,
 ) -> EMRun:
-    """Run EM from ``n_init`` initialisations and keep the best lower bound."""
+    """Run EM from ``n_init`` initialisations and keep the best lower bound.
+
+    A run that fails (:class:`CollapsedComponents` at its initialisation or
+    for all its components) is skipped with a warning when another run gives
+    a result; when none does, its error is raised. ``on_run_end`` is not
+    called for a failed run.
+    """
     resume = resume or Resume()
     best = resume.best
+    failed: list[tuple[int, CollapsedComponents]] = []
     for init in range(resume.first_init, n_init):
-        if resume.params is not None:
-            params, history = resume.params, list(resume.lower_bounds)
-            resume = Resume()
-        else:
-            params, history = initialise(init), []
-        _call(callbacks, "on_run_start", init, params, list(history))
-        if max_iter == 0:
-            run = EMRun(params, 0, False, -np.inf, [])
-        else:
-            run = run_em(
-                accumulate, m_step, params, tol=tol, max_iter=max_iter, lower_bound=start_lower_bound,
-                history=history, init=init, callbacks=callbacks,
-            )  # fmt: skip
+        try:
+            if resume.params is not None:
+                params, history = resume.params, list(resume.lower_bounds)
+                resume = Resume()
+            else:
+                params, history = initialise(init), []
+            _call(callbacks, "on_run_start", init, params, list(history))
+            if max_iter == 0:
+                run = EMRun(params, 0, False, -np.inf, [])
+            else:
+                run = run_em(
+                    accumulate, m_step, params, tol=tol, max_iter=max_iter, lower_bound=start_lower_bound,
+                    history=history, init=init, callbacks=callbacks,
+                )  # fmt: skip
+        except CollapsedComponents as exc:
+            failed.append((init, exc))
+            continue
         best = better_run(best, run)
         _call(callbacks, "on_run_end", init, run, best)
-    assert best is not None
+    if best is None:
+        raise failed[0][1]
+    if failed:
+        warnings.warn(
+            f"Initializations {[i for i, _ in failed]} failed and were skipped (the result is the best "
+            f"of the others): {failed[0][1]}",
+            DegenerateComponentWarning,
+            stacklevel=3,
+        )
     return best

@@ -63,26 +63,40 @@ def check_number(name, value, kind, low, *, strict=False, allow_none=False, high
         raise ValueError(f"Invalid value for '{name}': {value!r}. It must be {what} {bound}.")
 
 
-def init_array(name: str, value, shape: tuple) -> np.ndarray:
-    """A user's ``*_init`` array as float64 of the expected shape, finite."""
+def init_array(name: str, value, shape: tuple, *, label: str | None = None, layout: str = "") -> np.ndarray:
+    """A user's ``*_init`` array as float64 of the expected shape, finite.
+
+    The shape error uses scikit-learn's wording ("The parameter 'weights'
+    should have the shape of ..."), naming the parameter as scikit-learn does
+    (``label``, by default ``name`` without ``_init``), then which argument it
+    is and its ``layout`` in words (e.g. "(n_components, n_features)").
+    """
     arr = np.asarray(value, dtype=np.float64)
     if arr.shape != shape:
-        raise ValueError(f"The parameter '{name}' should have the shape {shape}, but got {arr.shape}.")
+        label = name.removesuffix("_init") if label is None else label
+        expected = f"{shape}, i.e. {layout}" if layout else f"{shape}"
+        raise ValueError(
+            f"The parameter '{label}' should have the shape of {shape}, but got {arr.shape}: "
+            f"pass {name} with shape {expected}."
+        )
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"The parameter '{name}' contains NaN or infinity.")
     return arr
 
 
 def check_weights_init(w: np.ndarray) -> None:
+    """scikit-learn's checks (and wording) of ``weights_init``: in [0, 1] and summing to 1."""
     if np.any(w < 0) or np.any(w > 1):
+        # scikit-learn's message prints the minimum as "max value" and the maximum as "min value"
         raise ValueError(
-            "Invalid value for 'weights_init': weights must lie in [0, 1], got "
-            f"min {w.min():.5f} and max {w.max():.5f}."
+            "The parameter 'weights' should be in the range [0, 1], but got max value "
+            f"{w.min():.5f}, min value {w.max():.5f} (scikit-learn's wording, with the two swapped: "
+            f"the smallest value in weights_init is {w.min():.5g} and the largest {w.max():.5g})."
         )
     if not np.allclose(w.sum(), 1.0, rtol=0, atol=1e-6):
         raise ValueError(
-            f"Invalid value for 'weights_init': weights must sum to 1, got {w.sum():.6f}. "
-            "Normalise them with w / w.sum()."
+            f"The parameter 'weights' should be normalized, but got sum(weights) = {w.sum():.5f}. "
+            "Normalise weights_init with w / w.sum()."
         )
 
 
@@ -91,7 +105,8 @@ class BaseMixture(EstimatorBase):
 
     Subclasses define ``_family()``, ``_check_family_parameters(n_features)``
     (returning the validated ``*_init`` arrays as keyword arguments of the
-    family's ``initial_params``), ``_publish(params)`` (set the fitted
+    family's ``initial_params``; ``weights_init`` is checked here), optionally
+    ``_check_family_hyperparameters()``, ``_publish(params)`` (set the fitted
     attributes), ``_params()`` (the family's parameters from them),
     ``_check_model_file(header, arrays, n_iter)`` and the class attributes
     ``_model_arrays`` (fitted array attributes) and ``_init_array_params``.
@@ -142,12 +157,17 @@ class BaseMixture(EstimatorBase):
                 f"Invalid value for 'learning_decay': {self.learning_decay!r}. It must be a real "
                 "number in (0.5, 1]."
             )
-        out = self._check_family_parameters(n_features)
-        if self.weights_init is not None:
-            w = init_array("weights_init", self.weights_init, (self.n_components,))
+        self._check_family_hyperparameters()
+        out = {}
+        if self.weights_init is not None:  # scikit-learn's order: weights, then the family's arrays
+            w = init_array("weights_init", self.weights_init, (self.n_components,), layout="(n_components,)")
             check_weights_init(w)
             out["weights_init"] = w
+        out.update(self._check_family_parameters(n_features))
         return out
+
+    def _check_family_hyperparameters(self) -> None:
+        """Validate the family's own scalar hyper-parameters (before any ``*_init`` array)."""
 
     def _validate_X(self, X, *, fitting: bool):
         X = self._as_array(X, fitting=fitting)
@@ -249,9 +269,13 @@ class BaseMixture(EstimatorBase):
                         max_iter=self.max_iter, start_lower_bound=start_lb, callbacks=watchers, resume=resume,
                     )  # fmt: skip
         if algorithm == "batch" and not run.converged and self.max_iter > 0:
+            why = ""
+            if run.collapsed:  # (a run read back from a checkpoint does not record it)
+                why = (f" Its EM stopped at iteration {run.n_iter} because components {run.collapsed} "
+                       "collapsed; increase reg_covar to avoid this.")  # fmt: skip
             warnings.warn(
                 "Best performing initialization did not converge. Try different init "
-                "parameters, or increase max_iter, tol, or check for degenerate data.",
+                "parameters, or increase max_iter, tol, or check for degenerate data." + why,
                 convergence_warning(),
                 stacklevel=3,
             )

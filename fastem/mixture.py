@@ -23,6 +23,14 @@ from .families.gaussian import (
 )
 from .io import check_array_shapes, load_estimator
 
+#: the shape of ``precisions_init`` in words, per covariance type
+PRECISION_LAYOUTS = {
+    "full": "(n_components, n_features, n_features)",
+    "tied": "(n_features, n_features)",
+    "diag": "(n_components, n_features)",
+    "spherical": "(n_components,)",
+}
+
 _FIT_PARAMETERS = """
         Parameters
         ----------
@@ -109,6 +117,12 @@ class GaussianMixture(BaseMixture):
         Convergence threshold on the change of the mean log-likelihood.
     reg_covar : float, default=1e-6
         Non-negative regularization added to the diagonal of covariances.
+        Without it, components can collapse onto single points. An M-step
+        that leaves some components with an ill-defined covariance ends its
+        run at the parameters its last E-step scored (not converged, with a
+        warning); if every component collapses, or the initialisation does,
+        that run fails, and ``fit`` raises scikit-learn's ``ValueError`` when
+        no other initialisation gave a result.
     max_iter : int, default=100
         Number of EM iterations to perform.
     n_init : int, default=1
@@ -227,29 +241,44 @@ class GaussianMixture(BaseMixture):
     def _family(self) -> GaussianFamily:
         return GaussianFamily(self.covariance_type, float(self.reg_covar))
 
-    def _check_family_parameters(self, n_features: int) -> dict:
+    def _check_family_hyperparameters(self) -> None:
         check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
         check_number("reg_covar", self.reg_covar, Real, 0.0)
+
+    def _check_family_parameters(self, n_features: int) -> dict:
+        """means_init and precisions_init with scikit-learn's checks and wording (plus where and why)."""
         K, D, kind = self.n_components, n_features, self.covariance_type
         out = {}
         if self.means_init is not None:
-            out["means_init"] = init_array("means_init", self.means_init, (K, D))
+            out["means_init"] = init_array(
+                "means_init", self.means_init, (K, D), layout="(n_components, n_features)"
+            )
         if self.precisions_init is not None:
-            p = init_array("precisions_init", self.precisions_init, covariance_shape(kind, K, D))
+            p = init_array(
+                "precisions_init", self.precisions_init, covariance_shape(kind, K, D),
+                label=f"{kind} precision", layout=PRECISION_LAYOUTS[kind],
+            )  # fmt: skip
             if kind in ("full", "tied"):
                 mats = p if kind == "full" else p[None]
                 for k, mat in enumerate(mats):
                     where = f"precisions_init[{k}]" if kind == "full" else "precisions_init"
-                    if not np.allclose(mat, mat.T, rtol=1e-10, atol=1e-12 * np.abs(mat).max()):
+                    # scikit-learn's tolerance: whatever it accepts as symmetric is accepted here
+                    if not np.allclose(mat, mat.T):
                         raise ValueError(
-                            f"'{where}' is not symmetric: pass a symmetric positive-definite matrix."
+                            f"'{kind} precision' should be symmetric, positive-definite: {where} is not "
+                            "symmetric."
                         )
-                    if np.any(np.linalg.eigvalsh(mat) <= 0.0):
+                    smallest = np.linalg.eigvalsh(mat)[0]
+                    if not smallest > 0.0:
                         raise ValueError(
-                            f"'{where}' is not positive definite: pass a symmetric positive-definite matrix."
+                            f"'{kind} precision' should be symmetric, positive-definite: {where} is not "
+                            f"positive definite (smallest eigenvalue {smallest:.6g})."
                         )
             elif np.any(p <= 0.0):
-                raise ValueError(f"Invalid value for 'precisions_init': {kind} precisions must be positive.")
+                raise ValueError(
+                    f"'{kind} precision' should be positive: precisions_init has {int(np.sum(p <= 0.0))} "
+                    f"value(s) <= 0 (the smallest is {p.min():g})."
+                )
             out["precisions_init"] = p
         return out
 
@@ -418,7 +447,8 @@ class _LinearMixture(BaseMixture):
         for name, code in self._parameter_shapes.items():
             value = getattr(self, f"{name}_init")
             if value is not None:
-                arr = init_array(f"{name}_init", value, self._shape(code, n_features))
+                layout = "(n_components, n_features)" if code == "KD" else "(n_components,)"
+                arr = init_array(f"{name}_init", value, self._shape(code, n_features), layout=layout)
                 self._check_values(name, arr, f"Invalid value for '{name}_init'")
                 out[f"{name}_init"] = arr
         return out
@@ -692,10 +722,18 @@ class VonMisesFisherMixture(_LinearMixture):
     def _family(self):
         return self._family_class(normalize=bool(self.normalize))
 
-    def _check_family_parameters(self, n_features: int) -> dict:
+    def _check_family_hyperparameters(self) -> None:
         if not isinstance(self.normalize, (bool, np.bool_)):
             raise ValueError(f"Invalid value for 'normalize': {self.normalize!r}. It must be True or False.")
-        return super()._check_family_parameters(n_features)
+
+    def _as_array(self, X, *, fitting: bool):
+        X = super()._as_array(X, fitting=fitting)
+        if fitting and X.shape[1] < 2:  # in scikit-learn's words (its check_fit2d_1feature looks for them)
+            raise ValueError(
+                f"Found array with {X.shape[1]} feature(s) (shape={X.shape}) while a minimum of 2 is "
+                "required by VonMisesFisherMixture: directions live on the unit sphere of R^n_features."
+            )
+        return X
 
     def _check_values(self, name, arr, where):
         if name == "concentrations" and np.any(arr < 0):

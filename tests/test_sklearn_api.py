@@ -2,26 +2,96 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import warnings
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from reference import COV_TYPES
-from sklearn.base import clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGaussianMixture
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
-from sklearn.utils.estimator_checks import parametrize_with_checks
+from sklearn.utils.estimator_checks import check_estimator, parametrize_with_checks
 
+import fastem
 from fastem import GaussianMixture
 
 
 @parametrize_with_checks([GaussianMixture()])
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+#: check_estimator's one skip here depends on the environment, not on fastem: its array API
+#: check needs SCIPY_ARRAY_API=1 set before SciPy is imported
+ENVIRONMENT_SKIPS = {"check_array_api_input": "SCIPY_ARRAY_API is not set"}
+
+
+# Only these two: check_estimator fits on random real-valued data (uniform floats and their
+# integer casts, with no tag to ask for counts), which Poisson and multinomial mixtures refuse
+# (non-integer counts) and a Bernoulli mixture too (values other than 0 and 1). They refuse it
+# by design, with the row named, so their checks could only fail on the data.
+@pytest.mark.parametrize(
+    ("estimator", "expected_failed"),
+    [
+        pytest.param(GaussianMixture(), {}, id="GaussianMixture"),
+        pytest.param(
+            fastem.VonMisesFisherMixture(normalize=True),
+            # the int64/int32 casts of check_estimators_dtypes' uniform [0, 3) data contain an
+            # all-zero row, which has no direction: refused by design (asserted below)
+            {"check_estimators_dtypes": "an all-zero row has no direction"},
+            id="VonMisesFisherMixture",
+        ),
+    ],
+)
+def test_check_estimator_passes_without_warnings(estimator, expected_failed):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        results = check_estimator(estimator, expected_failed_checks=expected_failed, on_skip=None)
+    assert [f"{w.category.__name__}: {w.message}" for w in caught] == []
+    assert isinstance(estimator, BaseEstimator)
+    by_status = {}
+    for r in results:
+        by_status.setdefault(r["status"], []).append(r)
+    assert set(by_status) <= {"passed", "skipped", "xfail"}, [
+        (r["check_name"], r["exception"]) for r in by_status.get("failed", [])
+    ]
+    for r in by_status.get("skipped", []):
+        assert ENVIRONMENT_SKIPS.get(r["check_name"], "<not expected>") in str(r["exception"])
+    assert {r["check_name"] for r in by_status.get("xfail", [])} == set(expected_failed)
+    for r in by_status.get("xfail", []):  # failing for the stated reason, not another one
+        assert "row of norm 0" in str(r["exception"])
+    assert len(by_status["passed"]) >= 40
+
+
+def test_sklearn_base_estimator_whatever_the_import_order():
+    """fastem imports no scikit-learn; its estimators become BaseEstimator instances once it is loaded."""
+    code = textwrap.dedent(
+        """
+        import sys, warnings
+        import fastem
+        assert not any(m == "sklearn" or m.startswith("sklearn.") for m in sys.modules), "sklearn imported"
+        gm = fastem.GaussianMixture()  # created before scikit-learn is imported
+        from sklearn.base import BaseEstimator, clone
+        from sklearn.utils.estimator_checks import check_estimator
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            check_estimator(gm, on_skip=None)
+        assert isinstance(gm, BaseEstimator) and isinstance(fastem.PoissonMixture(), BaseEstimator)
+        assert isinstance(clone(gm), fastem.GaussianMixture) and repr(gm) == "GaussianMixture()"
+        assert hasattr(fastem.VonMisesFisherMixture, "set_fit_request")  # what BaseEstimator subclasses get
+        """
+    )
+    env = {**os.environ, "NUMBA_NUM_THREADS": os.environ.get("NUMBA_NUM_THREADS", "2")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def _sklearn_twin(gm, **kw):
@@ -189,3 +259,89 @@ def test_verbose_output(X, capsys):
     assert "Iteration 3" not in out
     GaussianMixture(2, random_state=0).fit(X)
     assert capsys.readouterr().out == ""
+
+
+# ----------------------------------------------------------------------------- collapsed components
+def _setting_best_params_case():
+    """scikit-learn's test_gaussian_mixture_setting_best_params (#18216): two components on one point."""
+    X = np.random.RandomState(0).uniform(size=(30, 3))
+    means = np.array(  # scikit-learn's means and precisions; its weights are these fractions up to rounding
+        [[0.670637869618158, 0.21038256107384043, 0.12892629765485303],
+         [0.09394051075844147, 0.5759464955561779, 0.929296197576212],
+         [0.5033230372781258, 0.9569852381759425, 0.08654043447295741],
+         [0.18578301420435747, 0.5531158970919143, 0.19388943970532435],
+         [0.4548589928173794, 0.35182513658825276, 0.568146063202464],
+         [0.609279894978321, 0.7929063819678847, 0.9620097270828052]]
+    )  # fmt: skip
+    precisions = np.array([999999.999604483, 999999.9990869573, 553.7603944542167, 204.78596008931834,
+                           15.867423501783637, 85.4595728389735])  # fmt: skip
+    weights = np.array([1, 1, 2, 2, 21, 3]) / 30
+    kw = dict(n_components=6, covariance_type="spherical", reg_covar=0, weights_init=weights,
+              means_init=means, precisions_init=precisions)  # fmt: skip
+    return X, kw
+
+
+@pytest.mark.parametrize("n_init", [1, 3])
+def test_partly_collapsed_m_step_keeps_the_last_scored_parameters(n_init):
+    X, kw = _setting_best_params_case()
+    with pytest.warns(Warning) as caught:
+        gm = GaussianMixture(max_iter=50, n_init=n_init, **kw).fit(X)
+    messages = [(w.category, str(w.message)) for w in caught]
+    assert any(
+        c is fastem.DegenerateComponentWarning and "EM stopped at iteration 1" in m and "[0, 1]" in m
+        for c, m in messages
+    )
+    assert any(c is ConvergenceWarning and "components [0, 1] collapsed" in m for c, m in messages)
+    # the run ends at the parameters its first E-step scored: the given ones, and their log-likelihood
+    assert not gm.converged_ and gm.n_iter_ == 1
+    assert_allclose(gm.means_, kw["means_init"], rtol=0)
+    assert_allclose(gm.precisions_, kw["precisions_init"], rtol=1e-12)
+    assert_allclose(gm.weights_, kw["weights_init"], rtol=0)
+    sk = SkGaussianMixture(max_iter=1, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk.fit(X)
+    assert_allclose(gm.lower_bounds_, sk.lower_bounds_, rtol=1e-12)  # scikit-learn scores the same E-step
+    assert gm.lower_bound_ == gm.lower_bounds_[-1]
+    assert_allclose(gm.score(X), gm.lower_bound_, rtol=1e-12)
+
+
+class _Stats:
+    def __init__(self, params):
+        self.params = params
+        self.mean_log_likelihood = float(params)
+
+
+def _restarts(n_init, fail, max_iter=3):
+    """fit_restarts on a fake family: run i's parameters are i; ``fail(i)`` is raised by its M-step."""
+    from fastem._em import fit_restarts
+
+    def m_step(stats):
+        if fail(stats.params) is not None:
+            raise fail(stats.params)
+        return stats.params, []
+
+    return fit_restarts(_Stats, m_step, lambda i: i, n_init=n_init, tol=0.5, max_iter=max_iter)
+
+
+def test_failed_runs_are_skipped_when_another_run_gives_a_result():
+    from fastem._em import CollapsedComponents
+
+    def whole(i):  # run 2 (the best lower bound) collapses entirely
+        return CollapsedComponents("all collapsed", [0, 1], 2) if i == 2 else None
+
+    with pytest.warns(
+        fastem.DegenerateComponentWarning, match=r"Initializations \[2\] failed.*all collapsed"
+    ):
+        best = _restarts(3, whole)
+    assert best.params == 1 and best.converged and best.collapsed is None
+    with pytest.raises(CollapsedComponents, match="all collapsed"):  # nothing else to keep: raise
+        _restarts(1, lambda i: CollapsedComponents("all collapsed"))
+
+    def partly(i):  # run 2 loses one of its two components at its first M-step
+        return CollapsedComponents("one collapsed", [1], 2) if i == 2 else None
+
+    with pytest.warns(fastem.DegenerateComponentWarning, match=r"iteration 1 of initialization 2.*\[1\]"):
+        best = _restarts(3, partly)
+    assert best.params == 2 and best.n_iter == 1 and not best.converged and best.collapsed == [1]
+    assert best.lower_bounds == [2.0]

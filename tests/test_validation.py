@@ -154,10 +154,14 @@ GOOD_PREC = {
 @pytest.mark.parametrize(
     ("weights", "pattern"),
     [
-        ([1.0], r"'weights_init'.*shape \(2,\).*\(1,\)"),
-        ([[0.5, 0.5]], r"'weights_init'.*shape \(2,\).*\(1, 2\)"),
-        ([0.3, 0.3], r"'weights_init'.*sum to 1.*0\.6"),
-        ([1.5, -0.5], r"'weights_init'.*\[0, 1\]"),
+        # scikit-learn's wording, then fastem's detail (which argument, what shape or fix)
+        ([1.0], r"The parameter 'weights' should have the shape of \(2,\), but got \(1,\).*weights_init"),
+        ([[0.5, 0.5]], r"The parameter 'weights' should have the shape of \(2,\), but got \(1, 2\)"),
+        ([0.3, 0.3], r"The parameter 'weights' should be normalized, but got sum\(weights\) = 0\.60000"),
+        (
+            [1.5, -0.5],
+            r"The parameter 'weights' should be in the range \[0, 1\].*smallest value .* is -0\.5",
+        ),
         ([np.nan, 0.5], r"'weights_init'.*NaN"),
     ],
 )
@@ -169,9 +173,12 @@ def test_bad_weights_init(data, weights, pattern):
 @pytest.mark.parametrize(
     ("means", "pattern"),
     [
-        (np.zeros((3, 2)), r"'means_init'.*shape \(2, 2\).*\(3, 2\)"),
-        (np.zeros((2, 3)), r"'means_init'.*shape \(2, 2\).*\(2, 3\)"),
-        (np.zeros(2), r"'means_init'.*shape \(2, 2\).*\(2,\)"),
+        (
+            np.zeros((3, 2)),
+            r"The parameter 'means' should have the shape of \(2, 2\), but got \(3, 2\).*means_init",
+        ),
+        (np.zeros((2, 3)), r"The parameter 'means' should have the shape of \(2, 2\), but got \(2, 3\)"),
+        (np.zeros(2), r"The parameter 'means' should have the shape of \(2, 2\), but got \(2,\)"),
         ([[0.0, np.inf], [1.0, 1.0]], r"'means_init'.*infinity"),
     ],
 )
@@ -184,7 +191,9 @@ def test_bad_means_init(data, means, pattern):
 def test_precisions_init_wrong_shape(data, cov_type):
     bad = np.ones(GOOD_PREC[cov_type].shape + (1,))
     expected = re.escape(str(GOOD_PREC[cov_type].shape))
-    with pytest.raises(ValueError, match=rf"'precisions_init'.*{expected}"):
+    with pytest.raises(
+        ValueError, match=rf"The parameter '{cov_type} precision' should have the shape of {expected}"
+    ):
         GaussianMixture(2, covariance_type=cov_type, precisions_init=bad).fit(data)
     # the right shape is accepted
     GaussianMixture(2, covariance_type=cov_type, precisions_init=GOOD_PREC[cov_type], max_iter=2).fit(data)
@@ -194,7 +203,10 @@ def test_precisions_init_wrong_shape(data, cov_type):
 def test_precisions_init_not_symmetric(data, cov_type):
     prec = GOOD_PREC[cov_type].copy()
     prec[..., 0, 1] = 0.5
-    with pytest.raises(ValueError, match=r"precisions_init.*not symmetric"):
+    with pytest.raises(
+        ValueError,
+        match=rf"'{cov_type} precision' should be symmetric, positive-definite: .* is not symmetric",
+    ):
         GaussianMixture(2, covariance_type=cov_type, precisions_init=prec).fit(data)
 
 
@@ -202,7 +214,10 @@ def test_precisions_init_not_symmetric(data, cov_type):
 def test_precisions_init_not_positive_definite(data, cov_type):
     prec = GOOD_PREC[cov_type].copy()
     prec[..., 0, 1] = prec[..., 1, 0] = 2.0  # eigenvalues 3 and -1
-    with pytest.raises(ValueError, match=r"precisions_init.*not positive definite"):
+    with pytest.raises(
+        ValueError,
+        match=rf"'{cov_type} precision' should be symmetric, positive-definite: .* not positive definite",
+    ):
         GaussianMixture(2, covariance_type=cov_type, precisions_init=prec).fit(data)
 
 
@@ -210,7 +225,7 @@ def test_precisions_init_not_positive_definite(data, cov_type):
 def test_precisions_init_not_positive(data, cov_type):
     prec = GOOD_PREC[cov_type].copy()
     prec.flat[0] = 0.0
-    with pytest.raises(ValueError, match=r"'precisions_init'.*positive"):
+    with pytest.raises(ValueError, match=rf"'{cov_type} precision' should be positive: precisions_init"):
         GaussianMixture(2, covariance_type=cov_type, precisions_init=prec).fit(data)
 
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._em import CollapsedComponents
 from .._init import responsibility_chunks
 from .._kernels._config import BLOCK_ROWS, COV_CODES
 from .._kernels.gaussian import _gaussian_pass
@@ -62,24 +63,47 @@ def _flip(a: np.ndarray) -> np.ndarray:
 def precisions_cholesky_from_covariances(covariances: np.ndarray, covariance_type: str) -> np.ndarray:
     """Upper-triangular U with U U^T = Sigma^-1 (diag/spherical: 1/sqrt(var)).
 
-    Raises ``ValueError`` when a covariance is not positive definite.
+    Raises :class:`fastem._em.CollapsedComponents` (a ``ValueError`` with
+    scikit-learn's message) when a covariance is not positive definite, naming
+    the components concerned (all of them for 'tied').
     """
     covariances = np.asarray(covariances, dtype=np.float64)
-    if not np.all(np.isfinite(covariances)):
-        raise ValueError(ILL_DEFINED_COVARIANCE)
     if covariance_type in ("full", "tied"):
         mats = np.ascontiguousarray(covariances.reshape((-1,) + covariances.shape[-2:]))
         prec_chol = np.empty_like(mats)
-        if _precision_cholesky(mats, prec_chol) >= 0:
-            raise ValueError(ILL_DEFINED_COVARIANCE)
+        if (
+            not np.all(np.isfinite(mats))
+            or _precision_cholesky(mats, prec_chol) >= 0
+            or not np.all(np.isfinite(prec_chol))
+        ):
+            raise _collapsed(covariance_type, _ill_defined_matrices(mats), n_components=mats.shape[0])
         prec_chol = prec_chol.reshape(covariances.shape)
     else:
-        if np.any(covariances <= 0.0):
-            raise ValueError(ILL_DEFINED_COVARIANCE)
-        prec_chol = 1.0 / np.sqrt(covariances)
-    if not np.all(np.isfinite(prec_chol)):
-        raise ValueError(ILL_DEFINED_COVARIANCE)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prec_chol = 1.0 / np.sqrt(covariances)
+        ok = (covariances > 0.0) & np.isfinite(covariances) & np.isfinite(prec_chol)
+        if not np.all(ok):
+            bad = ~ok if covariance_type == "spherical" else ~np.all(ok, axis=1)
+            raise _collapsed(covariance_type, np.flatnonzero(bad), n_components=covariances.shape[0])
     return np.ascontiguousarray(prec_chol)
+
+
+def _ill_defined_matrices(mats: np.ndarray) -> np.ndarray:
+    """Indices of the matrices that are not finite and positive definite (the slow path of a failure)."""
+    bad = []
+    out = np.empty_like(mats[:1])
+    for k in range(mats.shape[0]):
+        one = mats[k : k + 1]
+        if not np.all(np.isfinite(one)) or _precision_cholesky(one, out) >= 0 or not np.all(np.isfinite(out)):
+            bad.append(k)
+    return np.asarray(bad, dtype=np.int64)
+
+
+def _collapsed(covariance_type: str, bad, *, n_components: int) -> CollapsedComponents:
+    """scikit-learn's ill-defined-covariance error, carrying which components are concerned."""
+    if covariance_type == "tied":  # one shared covariance: every component is concerned
+        return CollapsedComponents(ILL_DEFINED_COVARIANCE)
+    return CollapsedComponents(ILL_DEFINED_COVARIANCE, [int(k) for k in bad], n_components)
 
 
 def precisions_cholesky_from_precisions(precisions: np.ndarray, covariance_type: str) -> np.ndarray:
