@@ -1,5 +1,6 @@
 """fastem: fast Expectation-Maximization for mixture models on multicore CPUs."""
 
+from . import priors
 from ._em import Callback, Iteration
 from ._kernels._config import BLOCK_ROWS
 from .families.base import DegenerateComponentWarning, DegenerateParameterWarning
@@ -27,4 +28,5 @@ __all__ = [
     "VonMisesFisherMixture",
     "__version__",
     "load",
+    "priors",
 ]

@@ -94,7 +94,8 @@ class Iteration:
     n_iter : int
         Iterations done in this run, this one included.
     lower_bound : float
-        Mean log-likelihood at the E-step of this iteration.
+        Mean log-likelihood at the E-step of this iteration (with a prior, the
+        log posterior per unit weight: MAP-EM, see :mod:`fastem.priors`).
     change : float
         ``lower_bound`` minus the previous iteration's (``inf`` at the first).
     params : object
@@ -202,6 +203,7 @@ def run_em(
     history: Sequence[float] = (),
     init: int = 0,
     callbacks: Sequence = (),
+    objective: Callable | None = None,
 ) -> EMRun:
     """Iterate E-step + M-step from ``params`` until |change| < tol or ``max_iter`` iterations.
 
@@ -210,7 +212,9 @@ def run_em(
     starting value (``-inf``, or the previous lower bound with ``warm_start``),
     as in scikit-learn. ``history`` holds the lower bounds of iterations
     already done by this run (a resumed checkpoint): they count towards
-    ``max_iter``.
+    ``max_iter``. ``objective(stats, params)``, when given, replaces the mean
+    log-likelihood as the lower bound (MAP-EM: the log posterior per unit
+    weight at the parameters ``params`` the E-step used).
     """
     lower_bounds = list(history)
     converged = False
@@ -220,7 +224,7 @@ def run_em(
     for n_iter in range(len(lower_bounds) + 1, max_iter + 1):
         previous = lower_bound
         stats = accumulate(params)
-        lower_bound = stats.mean_log_likelihood
+        lower_bound = stats.mean_log_likelihood if objective is None else objective(stats, params)
         try:
             new_params, emptied = m_step(stats)
         except CollapsedComponents as exc:
@@ -292,13 +296,14 @@ def fit_restarts(
     start_lower_bound: float = -np.inf,
     callbacks: Sequence = (),
     resume: Resume | None = None,
+    objective: Callable | None = None,
 ) -> EMRun:
     """Run EM from ``n_init`` initialisations and keep the best lower bound.
 
     A run that fails (:class:`CollapsedComponents` at its initialisation or
     for all its components) is skipped with a warning when another run gives
     a result; when none does, its error is raised. ``on_run_end`` is not
-    called for a failed run.
+    called for a failed run. ``objective`` is passed to :func:`run_em`.
     """
     resume = resume or Resume()
     best = resume.best
@@ -316,7 +321,7 @@ def fit_restarts(
             else:
                 run = run_em(
                     accumulate, m_step, params, tol=tol, max_iter=max_iter, lower_bound=start_lower_bound,
-                    history=history, init=init, callbacks=callbacks,
+                    history=history, init=init, callbacks=callbacks, objective=objective,
                 )  # fmt: skip
         except CollapsedComponents as exc:
             failed.append((init, exc))

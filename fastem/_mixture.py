@@ -32,6 +32,12 @@ from ._validate import check_n_features, check_rows, sample_weight_array
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
 
+_ONLINE_PRIOR = (
+    "prior= is supported by the batch algorithm only: online EM keeps statistics per unit weight, so the "
+    "prior's pseudo-observations would not weigh against the data. Fit with algorithm='batch', or "
+    "prior=None for online EM and partial_fit."
+)
+
 
 def is_dask_collection(X) -> bool:
     """A Dask array or dataframe (checked by module name, so dask stays optional)."""
@@ -169,6 +175,27 @@ class BaseMixture(EstimatorBase):
     def _check_family_hyperparameters(self) -> None:
         """Validate the family's own scalar hyper-parameters (before any ``*_init`` array)."""
 
+    #: the prior classes of :mod:`fastem.priors` the estimator takes (``prior=``)
+    _prior_classes: ClassVar[tuple] = ()
+
+    def _prior(self):
+        """The ``prior`` parameter as a prior object, or None (raises ValueError for a bad one)."""
+        from .priors import as_prior
+
+        return as_prior(getattr(self, "prior", None), self._prior_classes, type(self).__name__)
+
+    def _fit_family(self, family, executor, n_features: int):
+        """The family with its prior's hyperparameters set from the data (the validation pass's moments)."""
+        moments = None
+        if family.needs_data_moments:
+            # streaming and Dask executors bring the moments of their validation pass
+            moments = getattr(executor, "data_moments", None)
+            if moments is None:
+                from .priors import DataMoments
+
+                moments = DataMoments.of_rows(executor.X, executor.sample_weight)
+        return family.for_fit(self.n_components, n_features, moments)
+
     def _validate_X(self, X, *, fitting: bool):
         X = self._as_array(X, fitting=fitting)
         if not fitting:
@@ -185,6 +212,9 @@ class BaseMixture(EstimatorBase):
         check_choice("algorithm", algorithm, ("batch", "online"))
         check_number("n_passes", n_passes, Integral, 1)
         callbacks = as_callbacks(callbacks)
+        prior = self._prior()  # a bad prior fails before the data are read
+        if prior is not None and algorithm == "online":
+            raise ValueError(_ONLINE_PRIOR)
         plan = self._plan_fit(X, sample_weight)
         n_samples, n_features = plan.n_samples, plan.n_features
         init_arrays = self._check_parameters(n_features)
@@ -208,6 +238,13 @@ class BaseMixture(EstimatorBase):
         random_state = check_random_state(self.random_state)
         executor = plan.executor
         family = self._family()
+        objective = None
+        if prior is not None:
+            family = self._fit_family(family, executor, n_features)
+
+            def objective(stats, params) -> float:
+                # the log posterior per unit weight at the E-step's parameters
+                return (stats.loglik_sum + family.log_prior(params)) / stats.weight_sum
 
         def initialise(_: int):
             if warm:
@@ -267,6 +304,7 @@ class BaseMixture(EstimatorBase):
                     run = fit_restarts(
                         executor.accumulate, family.m_step, initialise, n_init=n_init, tol=self.tol,
                         max_iter=self.max_iter, start_lower_bound=start_lb, callbacks=watchers, resume=resume,
+                        objective=objective,
                     )  # fmt: skip
         if algorithm == "batch" and not run.converged and self.max_iter > 0:
             why = ""
@@ -287,6 +325,8 @@ class BaseMixture(EstimatorBase):
     def _partial_fit(self, X, sample_weight):
         from .online import online_step
 
+        if self._prior() is not None:
+            raise ValueError(_ONLINE_PRIOR)
         fitted = hasattr(self, "converged_")
         if fitted:
             check_feature_names(self, X)
@@ -486,12 +526,16 @@ class BaseMixture(EstimatorBase):
         return self.score(X), np.shape(X)[0]
 
     def bic(self, X) -> float:
-        """Bayesian information criterion on ``X`` (lower is better)."""
+        """Bayesian information criterion on ``X`` (lower is better).
+
+        -2 log-likelihood + n_parameters log n at the fitted parameters: with a
+        ``prior``, the MAP estimate (as R mclust, whose BIC has the opposite sign).
+        """
         mean, n = self._mean_and_count(X)
         return -2 * mean * n + self._n_parameters() * np.log(n)
 
     def aic(self, X) -> float:
-        """Akaike information criterion on ``X`` (lower is better)."""
+        """Akaike information criterion on ``X`` (lower is better); at the MAP estimate with a ``prior``."""
         mean, n = self._mean_and_count(X)
         return -2 * mean * n + 2 * self._n_parameters()
 

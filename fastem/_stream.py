@@ -191,6 +191,8 @@ class ScanResult:
     sample: np.ndarray
     sample_weight: np.ndarray | None
     fingerprint: dict
+    #: the data's weighted mean and scatter (``fastem.priors.DataMoments``) when the family's prior needs them
+    moments: object = None
 
 
 def scan(
@@ -221,6 +223,8 @@ def scan(
     head = tail = ""
     total_w = 0.0
     n_seen = 0
+    moments = None
+    want_moments = bool(getattr(family, "needs_data_moments", False))
     for start, chunk in iter_chunks(source, verbose=verbose, desc="scan", family=family):
         m = chunk.shape[0]
         if sw is not None:
@@ -230,6 +234,11 @@ def scan(
                     "pass one weight per sample."
                 )
             total_w += check_weight_chunk(_weights_for(sw, start, m), start)
+        if want_moments:  # a prior's data-dependent hyperparameters (mclust's defaultPrior)
+            from .priors import DataMoments
+
+            part = DataMoments.of_rows(chunk, _weights_for(sw, start, m))
+            moments = part if moments is None else moments.merge(part)
         if start == 0:
             head = _hash_rows(chunk[:FINGERPRINT_ROWS])
         tail = _hash_rows(chunk[-FINGERPRINT_ROWS:])
@@ -274,7 +283,7 @@ def scan(
         "head": head,
         "tail": tail,
     }
-    return ScanResult(int(n_seen), np.ascontiguousarray(sample), sample_w, fingerprint)
+    return ScanResult(int(n_seen), np.ascontiguousarray(sample), sample_w, fingerprint, moments)
 
 
 # ---------------------------------------------------------------- executor
@@ -358,6 +367,7 @@ def plan_fit(X, sample_weight, request: PlanRequest) -> FitPlan:
         source, sample_weight, result.n_samples, request.family, verbose=request.verbose
     )
     executor.fingerprint = result.fingerprint
+    executor.data_moments = result.moments
     # column names of a Parquet or CSV file become feature_names_in_, as a DataFrame's do
     return FitPlan(executor, result.sample, result.sample_weight, result.n_samples, source.n_features,
                    source.feature_names)  # fmt: skip

@@ -113,6 +113,11 @@ def _survey_block(block: np.ndarray, sample_weight: np.ndarray | None, rows: np.
     block = _as_kernel_block(block)
     out: dict[str, Any] = {"n_rows": block.shape[0], "invalid": family.first_invalid(block)}
     out["rows"] = np.ascontiguousarray(block[rows])
+    if getattr(family, "needs_data_moments", False) and out["invalid"] is None:
+        from .priors import DataMoments  # a prior's data-dependent hyperparameters
+
+        sw = None if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+        out["moments"] = DataMoments.of_rows(block, sw)
     if sample_weight is not None:
         sw = np.asarray(sample_weight, dtype=np.float64)
         out["sw_n"] = sw.shape[0]
@@ -497,6 +502,11 @@ def plan_fit(X, sample_weight, request) -> FitPlan:
     results = _survey(executor, sample_rows)
     _raise_on_bad_survey(results, executor.offsets, sw is not None, names)
     init_X = np.ascontiguousarray(np.concatenate([res["rows"] for res in results]))
+    if getattr(request.family, "needs_data_moments", False):
+        moments = None
+        for res in results:  # in chunk order: the same merge as a streamed scan
+            moments = res["moments"] if moments is None else moments.merge(res["moments"])
+        executor.data_moments = moments
     init_sw = None
     if sw is not None:
         init_sw = np.ascontiguousarray(np.concatenate([res["sw_rows"] for res in results]))

@@ -162,6 +162,16 @@ class GaussianMixture(BaseMixture):
         (:meth:`partial_fit` and ``algorithm="online"``); larger forgets old batches faster.
     learning_offset : float, default=2.0
         t0 >= 0 of the online step size; larger damps the first updates.
+    prior : None, 'mclust' or fastem.priors.GaussianPrior, default=None
+        None: maximum-likelihood EM. Otherwise MAP-EM under the conjugate prior
+        of Fraley & Raftery (R mclust's ``priorControl()``): 'mclust' is
+        ``GaussianPrior()``, mclust's ``defaultPrior`` (shrinkage 0.01, the data
+        mean, dof d + 2, a scale from the data covariance), computed from the
+        data in the validation pass (so streaming and Dask fits get it too).
+        ``lower_bounds_`` then hold the log posterior per unit weight, ``score``
+        stays the mean log-likelihood, ``bic``/``aic`` are evaluated at the MAP
+        estimate, and ``reg_covar`` is not added (see :mod:`fastem.priors`).
+        Batch fits only.
 
     Attributes
     ----------
@@ -174,9 +184,10 @@ class GaussianMixture(BaseMixture):
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
-        Mean log-likelihood at the start of the last iteration of the best run.
+        Mean log-likelihood (log posterior per unit weight with a ``prior``) at
+        the start of the last iteration of the best run.
     lower_bounds_ : list of float
-        Mean log-likelihood at every iteration of the best run; non-decreasing.
+        The same at every iteration of the best run; non-decreasing.
     n_features_in_ : int
     n_steps_ : int
         Online updates made so far (:meth:`partial_fit`, ``algorithm="online"``).
@@ -213,6 +224,7 @@ class GaussianMixture(BaseMixture):
         batch_size: int = 65_536,
         learning_decay: float = 0.6,
         learning_offset: float = 2.0,
+        prior=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -233,13 +245,20 @@ class GaussianMixture(BaseMixture):
         self.batch_size = batch_size
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
+        self.prior = prior
 
     _model_arrays = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
     _init_array_params = ("weights_init", "means_init", "precisions_init")
 
     # ------------------------------------------------------------------ family hooks
+    @property
+    def _prior_classes(self) -> tuple:
+        from .priors import GaussianPrior
+
+        return (GaussianPrior,)
+
     def _family(self) -> GaussianFamily:
-        return GaussianFamily(self.covariance_type, float(self.reg_covar))
+        return GaussianFamily(self.covariance_type, float(self.reg_covar), self._prior())
 
     def _check_family_hyperparameters(self) -> None:
         check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
@@ -248,6 +267,9 @@ class GaussianMixture(BaseMixture):
     def _check_family_parameters(self, n_features: int) -> dict:
         """means_init and precisions_init with scikit-learn's checks and wording (plus where and why)."""
         K, D, kind = self.n_components, n_features, self.covariance_type
+        prior = self._prior()
+        if prior is not None:
+            prior.check(kind, D)
         out = {}
         if self.means_init is not None:
             out["means_init"] = init_array(
@@ -390,6 +412,12 @@ _COMMON_PARAMETERS_DOC = """
         kappa in (0.5, 1] of the online step size (t + learning_offset) ** -kappa.
     learning_offset : float, default=2.0
         t0 >= 0 of the online step size.
+    prior : fastem.priors object, default=None
+        None: maximum-likelihood EM. Otherwise MAP-EM with the prior's
+        pseudo-observations (GammaPrior for Poisson, BetaPrior for Bernoulli,
+        DirichletPrior for multinomial; see :mod:`fastem.priors`);
+        ``lower_bounds_`` then hold the log posterior per unit weight. Batch
+        fits only. VonMisesFisherMixture takes no prior.
 """
 
 _COMMON_ATTRIBUTES_DOC = """
@@ -397,9 +425,10 @@ _COMMON_ATTRIBUTES_DOC = """
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
-        Mean log-likelihood at the start of the last iteration of the best run.
+        Mean log-likelihood (log posterior per unit weight with a ``prior``) at
+        the start of the last iteration of the best run.
     lower_bounds_ : list of float
-        Mean log-likelihood at every iteration of the best run; non-decreasing.
+        The same at every iteration of the best run; non-decreasing.
     n_features_in_ : int
     n_steps_ : int
         Online updates made so far (:meth:`partial_fit`, ``algorithm="online"``).
@@ -437,7 +466,7 @@ class _LinearMixture(BaseMixture):
         cls._model_arrays = ("weights_",) + tuple(f"{name}_" for name in cls._parameter_shapes)
 
     def _family(self):
-        return self._family_class()
+        return self._family_class(prior=self._prior())
 
     def _shape(self, code: str, n_features: int) -> tuple:
         return (self.n_components, n_features) if code == "KD" else (self.n_components,)
@@ -523,11 +552,18 @@ class PoissonMixture(_LinearMixture):
                  init_params: str = "kmeans", weights_init=None, rates_init=None, random_state=None,
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
-                 learning_decay: float = 0.6, learning_offset: float = 2.0):  # fmt: skip
+                 learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None):  # fmt: skip
         self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
                           warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
                           learning_decay, learning_offset)  # fmt: skip
+        self.prior = prior
         self.rates_init = rates_init
+
+    @property
+    def _prior_classes(self) -> tuple:
+        from .priors import GammaPrior
+
+        return (GammaPrior,)
 
     @property
     def _family_class(self):
@@ -567,11 +603,18 @@ class BernoulliMixture(_LinearMixture):
                  init_params: str = "kmeans", weights_init=None, probabilities_init=None, random_state=None,
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
-                 learning_decay: float = 0.6, learning_offset: float = 2.0):  # fmt: skip
+                 learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None):  # fmt: skip
         self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
                           warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
                           learning_decay, learning_offset)  # fmt: skip
+        self.prior = prior
         self.probabilities_init = probabilities_init
+
+    @property
+    def _prior_classes(self) -> tuple:
+        from .priors import BetaPrior
+
+        return (BetaPrior,)
 
     @property
     def _family_class(self):
@@ -616,11 +659,18 @@ class MultinomialMixture(_LinearMixture):
                  init_params: str = "kmeans", weights_init=None, probabilities_init=None, random_state=None,
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
-                 learning_decay: float = 0.6, learning_offset: float = 2.0):  # fmt: skip
+                 learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None):  # fmt: skip
         self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
                           warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
                           learning_decay, learning_offset)  # fmt: skip
+        self.prior = prior
         self.probabilities_init = probabilities_init
+
+    @property
+    def _prior_classes(self) -> tuple:
+        from .priors import DirichletPrior
+
+        return (DirichletPrior,)
 
     @property
     def _family_class(self):
@@ -705,10 +755,11 @@ class VonMisesFisherMixture(_LinearMixture):
                  concentrations_init=None, normalize: bool = False, random_state=None,
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
-                 learning_decay: float = 0.6, learning_offset: float = 2.0):  # fmt: skip
+                 learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None):  # fmt: skip
         self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
                           warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
                           learning_decay, learning_offset)  # fmt: skip
+        self.prior = prior
         self.mean_directions_init = mean_directions_init
         self.concentrations_init = concentrations_init
         self.normalize = normalize
@@ -720,7 +771,17 @@ class VonMisesFisherMixture(_LinearMixture):
         return VonMisesFisherFamily
 
     def _family(self):
+        self._prior()  # only None is accepted
         return self._family_class(normalize=bool(self.normalize))
+
+    def _prior(self):
+        if self.prior is not None:
+            raise ValueError(
+                f"Invalid value for 'prior': {self.prior!r}. VonMisesFisherMixture takes no prior "
+                "(prior=None): the conjugate prior of (mean direction, concentration) has no closed-form "
+                "normaliser, and a prior on the directions alone would not keep the concentrations finite."
+            )
+        return None
 
     def _check_family_hyperparameters(self) -> None:
         if not isinstance(self.normalize, (bool, np.bool_)):

@@ -167,3 +167,101 @@ def explicit_init(X, rows, covariance_type: str, scale: float = 1.0, weights=Non
             "precisions_init": precisions_from_covariances(cov, covariance_type),
         },
     }
+
+
+# ---------------------------------------------------------------- MAP-EM (Fraley & Raftery's conjugate prior)
+def mclust_default_prior(X, covariance_type: str, n_components: int) -> dict:
+    """R mclust's ``defaultPrior``: shrinkage 0.01, data mean, dof d + 2, scale from ``var(data)``."""
+    X = np.asarray(X, dtype=np.float64)
+    d = X.shape[1]
+    var = np.atleast_2d(np.cov(X.T, ddof=1))  # R's var(): n - 1 denominator
+    fac = (1.0 / n_components) ** (2.0 / d)
+    if covariance_type in ("full", "tied"):
+        scale = fac * var
+    else:
+        scale = fac * np.trace(var) / d
+    return {"shrinkage": 0.01, "mean": X.mean(axis=0), "dof": d + 2.0, "scale": scale}
+
+
+def map_m_step(X, resp, covariance_type: str, prior: dict, sample_weight=None):
+    """MAP (weights, means, covariances) from responsibilities: the formulas of tech. report 486.
+
+    With n_k = sum_i r_ik, xbar_k the component mean, W_k = sum_i r_ik (x_i - xbar_k)(x_i - xbar_k)^T,
+    kappa = shrinkage, e_k = xbar_k - mean, b_k = kappa n_k / (n_k + kappa):
+
+    mu_k = (n_k xbar_k + kappa mean) / (n_k + kappa);
+    full: Sigma_k = (scale + W_k + b_k e_k e_k^T) / (dof + n_k + d + 2);
+    tied: Sigma = (scale + sum_k W_k + b_k e_k e_k^T) / (dof + n + d + K + 1);
+    diag: sigma_kj^2 = (scale + W_kjj + b_k e_kj^2) / (dof + n_k + 3);
+    spherical: sigma_k^2 = (scale + tr W_k + b_k ||e_k||^2) / (dof + (n_k + 1) d + 2);
+    with shrinkage 0 the mean prior is flat and its 1 (full, diag), K (tied), d (spherical) drop out
+    of the denominators (mclust's Fortran: ``if (pshrnk .gt. zero) temp = temp + dble(G)`` for EEE);
+    weights (n_k + c) / (n + K c), c = weight_pseudocount (0: maximum likelihood).
+    """
+    X = np.asarray(X, dtype=np.float64)
+    d = X.shape[1]
+    rw = np.asarray(resp, dtype=np.float64)
+    if sample_weight is not None:
+        rw = rw * np.asarray(sample_weight, dtype=np.float64)[:, None]
+    K = rw.shape[1]
+    kappa, m0, nu, lam = prior["shrinkage"], np.asarray(prior["mean"], float), prior["dof"], prior["scale"]
+    c = prior.get("weight_pseudocount", 0.0)
+    nk = rw.sum(axis=0)
+    weights = (nk + c) / (nk.sum() + K * c)
+    xbar = (rw.T @ X) / nk[:, None]
+    W = np.stack([(rw[:, k, None] * (X - xbar[k])).T @ (X - xbar[k]) for k in range(K)])
+    means = (nk[:, None] * xbar + kappa * m0) / (nk + kappa)[:, None]
+    e = xbar - m0
+    b = kappa * nk / (nk + kappa)
+    outer = e[:, :, None] * e[:, None, :]
+    f = 1.0 if kappa > 0 else 0.0  # shrinkage 0: a flat prior on the means, without its |Sigma|^(-1/2)
+    if covariance_type == "full":
+        cov = (lam + W + b[:, None, None] * outer) / (nu + nk + d + 1 + f)[:, None, None]
+    elif covariance_type == "tied":
+        cov = (lam + (W + b[:, None, None] * outer).sum(axis=0)) / (nu + nk.sum() + d + 1 + f * K)
+    elif covariance_type == "diag":
+        Wd = np.stack([np.diag(w) for w in W])
+        cov = (lam + Wd + b[:, None] * e**2) / (nu + nk + 2 + f)[:, None]
+    else:
+        tr = np.array([np.trace(w) for w in W])
+        cov = (lam + tr + b * (e**2).sum(axis=1)) / (nu + (nk + f) * d + 2)
+    return weights, means, cov
+
+
+def map_log_prior(weights, means, covariances, covariance_type: str, prior: dict) -> float:
+    """log p(theta) with scipy.stats densities: Dirichlet weights, normal means, inverse-Wishart/gamma."""
+    from scipy import stats
+
+    kappa, m0, nu, lam = prior["shrinkage"], np.asarray(prior["mean"], float), prior["dof"], prior["scale"]
+    c = prior.get("weight_pseudocount", 0.0)
+    K, d = np.shape(means)
+    out = float(stats.dirichlet.logpdf(np.asarray(weights), np.full(K, c + 1.0)))
+    full = full_covariances(covariances, covariance_type, K, d)
+    for k in range(K):
+        if kappa > 0:  # shrinkage 0: a flat (improper) prior on the means, left out
+            out += stats.multivariate_normal.logpdf(means[k], m0, full[k] / kappa)
+    if covariance_type == "full":
+        out += sum(stats.invwishart.logpdf(full[k], df=nu, scale=lam) for k in range(K))
+    elif covariance_type == "tied":
+        out += stats.invwishart.logpdf(full[0], df=nu, scale=lam)
+    elif covariance_type == "diag":
+        out += float(np.sum(stats.invgamma.logpdf(covariances, nu / 2, scale=np.asarray(lam) / 2)))
+    else:
+        out += float(np.sum(stats.invgamma.logpdf(covariances, nu / 2, scale=lam / 2)))
+    return float(out)
+
+
+def run_map_em(X, weights, means, covariances, covariance_type, n_iter, prior: dict, sample_weight=None):
+    """``n_iter`` MAP-EM iterations; returns ((weights, means, covariances), log posteriors per unit weight).
+
+    The recorded value is (sum_i w_i log p(x_i) + log p(theta)) / sum_i w_i at the E-step's parameters.
+    """
+    params = (np.asarray(weights, float), np.asarray(means, float), np.asarray(covariances, float))
+    total = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+    bounds = []
+    for _ in range(n_iter):
+        log_prob, resp = e_step(X, *params, covariance_type)
+        loglik = mean_log_likelihood(log_prob, sample_weight) * total
+        bounds.append((loglik + map_log_prior(*params, covariance_type, prior)) / total)
+        params = map_m_step(X, resp, covariance_type, prior, sample_weight)
+    return params, bounds

@@ -165,6 +165,20 @@ class LinearFamily:
     def config(self) -> dict:
         return {}
 
+    # ---- priors (MAP-EM, see ``fastem.priors``): subclasses that take one have a ``prior`` field
+    @property
+    def needs_data_moments(self) -> bool:
+        return False
+
+    def for_fit(self, n_components: int, n_features: int, moments=None):
+        """The family as a fit runs it (pseudocount priors need nothing from the data)."""
+        return self
+
+    def log_prior(self, params: LinearParams) -> float:
+        """log p(theta) under the family's prior (0 without a prior)."""
+        prior = getattr(self, "prior", None)
+        return 0.0 if prior is None else prior.log_prior(params)
+
     # ---- hooks every family defines:
     # natural(params, dtype) -> (theta (K, D) in dtype, c (K,) float64) with
     #     log p_k(x) = theta_k . x + c_k + h(x);
@@ -224,9 +238,15 @@ class LinearFamily:
                 "to zero or the data are degenerate. Pass positive sample weights."
             )
         arrays = {name: np.array(a, dtype=np.float64) for name, a in stats.previous.arrays.items()}
-        for name, values in self.from_moments(R[live], stats.S1[live]).items():
+        R_live, S1_live = R[live], stats.S1[live]
+        prior = getattr(self, "prior", None)
+        if prior is not None:  # MAP: the prior's pseudo-observations join the statistics
+            R_live, S1_live = prior.pseudo_moments(R_live, S1_live)
+        for name, values in self.from_moments(R_live, S1_live).items():
             arrays[name][live] = values
         weights = np.where(R >= EMPTY_MASS * one_sample, R, 0.0)
+        if prior is not None:
+            weights[live] += prior.weight_pseudocount
         if empty.size:
             first = empty[0]
             if np.isfinite(stats.scalars[2]) and stats.worst_x is not None:

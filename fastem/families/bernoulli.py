@@ -37,6 +37,8 @@ class BernoulliFamily(LinearFamily):
     name = "bernoulli"
     rule = RULE_BINARY
     parameter_names = ("probabilities",)
+    #: a pseudocount prior of ``fastem.priors`` (MAP-EM), or None
+    prior: object = None
 
     def natural(self, params: LinearParams, dtype) -> tuple[np.ndarray, np.ndarray]:
         p = params.arrays["probabilities"]

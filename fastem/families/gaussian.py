@@ -332,6 +332,62 @@ class GaussianStats:
         params = GaussianParams.from_covariances(kind, weights, means, cov)
         return params, [int(k) for k in empty]
 
+    def to_map_params(self, prior) -> tuple[GaussianParams, list[int]]:
+        """MAP M-step under a resolved conjugate prior (formulas in :mod:`fastem.priors`).
+
+        Components keep well-defined covariances whatever their mass (the prior's
+        scale keeps them positive definite), so only a component without weight
+        (R_k below 10 eps samples and no weight pseudocount) is re-seeded, by the
+        rule of :meth:`to_params`.
+        """
+        kind = self.covariance_type
+        R = self.R
+        n_components, n_features = self.shift.shape
+        d = n_features
+        one_sample = self.sample_mass
+        kappa, nu, m0, lam = prior.shrinkage, prior.dof, prior.mean, prior.scale
+        threshold = EMPTY_MASS * one_sample
+        weights = prior.weight_pseudocount + np.where(R >= threshold, R, 0.0)
+        empty = np.flatnonzero(~(weights >= threshold))
+        if empty.size == n_components:
+            raise ValueError(
+                "every component has zero responsibility mass: the sample weights sum "
+                "to zero or the data are degenerate. Pass positive sample weights."
+            )
+        Rs = np.where(R > 0, R, 1.0)  # component means of massless components are never used
+        dev = np.where((R > 0)[:, None], self.S1 / Rs[:, None], 0.0)  # xbar_k - shift_k
+        xbar = self.shift + dev
+        means = (R[:, None] * xbar + kappa * m0) / (R + kappa)[:, None] if kappa > 0 else xbar.copy()
+        e = xbar - m0
+        b = np.where(R > 0, kappa * R / np.where(R + kappa > 0, R + kappa, 1.0), 0.0)
+        # the normal prior of the means adds |Sigma|^(-1/2) per mean; shrinkage 0 makes it flat (as mclust)
+        m = 1.0 if kappa > 0 else 0.0
+        if kind in ("full", "tied"):
+            S2 = _symmetric(self.S2)
+            if kind == "full":
+                scatter = S2 - R[:, None, None] * dev[:, :, None] * dev[:, None, :]  # W_k
+                num = lam + scatter + b[:, None, None] * e[:, :, None] * e[:, None, :]
+                cov = num / (nu + R + d + 1.0 + m)[:, None, None]
+            else:
+                between = (R[:, None, None] * dev[:, :, None] * dev[:, None, :]).sum(axis=0)
+                shrunk = (b[:, None, None] * e[:, :, None] * e[:, None, :]).sum(axis=0)
+                cov = (lam + S2[0] - between + shrunk) / (nu + R.sum() + d + 1.0 + m * n_components)
+        else:
+            scatter = self.S2[:, 0, :] - R[:, None] * dev**2  # diagonal of W_k
+            if kind == "diag":
+                cov = (lam + scatter + b[:, None] * e**2) / (nu + R + 2.0 + m)[:, None]
+            else:
+                num = lam + scatter.sum(axis=1) + b * (e**2).sum(axis=1)
+                cov = num / (nu + (R + m) * d + 2.0)
+        if empty.size:
+            first = empty[0]
+            if np.isfinite(self.scalars[2]) and self.worst_x is not None:
+                means[first] = self.worst_x
+            weights[first] = one_sample
+        weights = weights / weights.sum()
+        params = GaussianParams.from_covariances(kind, weights, means, cov)
+        return params, [int(k) for k in empty]
+
     # ---- the statistics protocol (see ``families/base.py``)
     @property
     def shift_params(self) -> np.ndarray:
@@ -524,6 +580,7 @@ def initial_params(
     init_params: str,
     reg_covar: float,
     random_state: np.random.RandomState,
+    prior=None,
     weights_init: np.ndarray | None = None,
     means_init: np.ndarray | None = None,
     precisions_init: np.ndarray | None = None,
@@ -540,7 +597,7 @@ def initial_params(
     stats = _moments_from_responsibilities(
         X, sample_weight, resp_chunks, covariance_type, n_components, shift
     )
-    params, _ = stats.to_params(reg_covar)
+    params, _ = stats.to_params(reg_covar) if prior is None else stats.to_map_params(prior)
     if weights_init is not None:
         params.weights = np.asarray(weights_init, dtype=np.float64).copy()
     if means_init is not None:
@@ -592,7 +649,30 @@ class GaussianFamily:
 
     covariance_type: str = "full"
     reg_covar: float = 1e-6
+    #: a :class:`fastem.priors.GaussianPrior` (MAP-EM) or None (maximum likelihood)
+    prior: object = None
+    #: the prior's hyperparameters for one fit (see :meth:`for_fit`)
+    resolved_prior: object = field(default=None, compare=False)
     name = "gaussian"
+
+    @property
+    def needs_data_moments(self) -> bool:
+        """Whether :meth:`for_fit` needs the data mean and covariance (a prior with data defaults)."""
+        return self.prior is not None and self.prior.needs_data()
+
+    def for_fit(self, n_components: int, n_features: int, moments=None) -> GaussianFamily:
+        """The family with its prior's hyperparameters set for a fit (from ``moments`` where unset)."""
+        if self.prior is None:
+            return self
+        resolved = self.prior.resolve(self.covariance_type, n_components, n_features, moments)
+        return GaussianFamily(self.covariance_type, self.reg_covar, self.prior, resolved)
+
+    def log_prior(self, params: GaussianParams) -> float:
+        """log p(theta) under the resolved prior (0 without a prior)."""
+        if self.resolved_prior is None:
+            return 0.0
+        p = params.filled()
+        return self.resolved_prior.log_prior(p.weights, p.means, p.covariances)
 
     @property
     def config(self) -> dict:
@@ -610,6 +690,10 @@ class GaussianFamily:
                          COV_CODES[params.covariance_type], out_logprob, out_label, out_resp)  # fmt: skip
 
     def m_step(self, stats: GaussianStats) -> tuple[GaussianParams, list[int]]:
+        if self.prior is not None:
+            if self.resolved_prior is None:
+                raise RuntimeError("the prior's hyperparameters were not set: call for_fit first.")
+            return stats.to_map_params(self.resolved_prior)
         return stats.to_params(self.reg_covar)
 
     def first_invalid(self, X: np.ndarray) -> Invalid | None:
@@ -619,7 +703,8 @@ class GaussianFamily:
                        **init_arrays) -> GaussianParams:  # fmt: skip
         return initial_params(
             X, sample_weight, n_components=n_components, covariance_type=self.covariance_type,
-            init_params=init_params, reg_covar=self.reg_covar, random_state=random_state, **init_arrays,
+            init_params=init_params, reg_covar=self.reg_covar, random_state=random_state,
+            prior=self.resolved_prior, **init_arrays,
         )  # fmt: skip
 
     # packing: covariances are kept as computed by the M-step; recomputing them from

@@ -42,6 +42,8 @@ class MultinomialFamily(LinearFamily):
     base_code = BASE_CODES["multinomial"]
     rule = RULE_COUNT_ROWS
     parameter_names = ("probabilities",)
+    #: a pseudocount prior of ``fastem.priors`` (MAP-EM), or None
+    prior: object = None
     accepts_sparse = True
 
     def natural(self, params: LinearParams, dtype) -> tuple[np.ndarray, np.ndarray]:

@@ -41,6 +41,8 @@ class PoissonFamily(LinearFamily):
     base_code = BASE_CODES["poisson"]
     rule = RULE_COUNTS
     parameter_names = ("rates",)
+    #: a pseudocount prior of ``fastem.priors`` (MAP-EM), or None
+    prior: object = None
 
     def natural(self, params: LinearParams, dtype) -> tuple[np.ndarray, np.ndarray]:
         rates = params.arrays["rates"]
