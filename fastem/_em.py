@@ -264,6 +264,24 @@ def run_em(
     return EMRun(params, n_iter, converged, lower_bound, lower_bounds)
 
 
+class PassCounter:
+    """Wraps ``accumulate`` and counts its calls (the estimators' ``n_passes_``).
+
+    Parameters
+    ----------
+    accumulate : callable
+        ``accumulate(params) -> statistics``, e.g. an executor's ``accumulate``.
+    """
+
+    def __init__(self, accumulate: Callable):
+        self.accumulate = accumulate
+        self.count = 0
+
+    def __call__(self, params: Any) -> Any:
+        self.count += 1
+        return self.accumulate(params)
+
+
 def better_run(best: EMRun | None, run: EMRun) -> EMRun:
     """The run to keep of two restarts: the higher lower bound.
 
@@ -297,8 +315,13 @@ def fit_restarts(
     callbacks: Sequence = (),
     resume: Resume | None = None,
     objective: Callable | None = None,
+    runner: Callable | None = None,
 ) -> EMRun:
     """Run EM from ``n_init`` initialisations and keep the best lower bound.
+
+    ``runner`` is the step of one run: :func:`run_em` (plain EM, the default)
+    or an accelerated replacement with the same arguments
+    (``fastem._accelerate.run_squarem``).
 
     A run that fails (:class:`CollapsedComponents` at its initialisation or
     for all its components) is skipped with a warning when another run gives
@@ -319,7 +342,7 @@ def fit_restarts(
             if max_iter == 0:
                 run = EMRun(params, 0, False, -np.inf, [])
             else:
-                run = run_em(
+                run = (runner or run_em)(
                     accumulate, m_step, params, tol=tol, max_iter=max_iter, lower_bound=start_lower_bound,
                     history=history, init=init, callbacks=callbacks, objective=objective,
                 )  # fmt: skip

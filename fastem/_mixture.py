@@ -25,7 +25,7 @@ from ._base import (
     convergence_warning,
     feature_names,
 )
-from ._em import EMRun, VerboseLines, as_callbacks, fit_restarts
+from ._em import EMRun, PassCounter, VerboseLines, as_callbacks, fit_restarts
 from ._executor import ArrayExecutor, FitPlan
 from ._threads import thread_limit
 from ._validate import check_n_features, check_rows, sample_weight_array
@@ -136,6 +136,7 @@ class BaseMixture(EstimatorBase):
         check_number("max_iter", self.max_iter, Integral, 0)
         check_number("n_init", self.n_init, Integral, 1)
         check_choice("init_params", self.init_params, INIT_METHODS)
+        check_choice("accelerate", self.accelerate, (None, "squarem"))
         check_number(
             "verbose", int(self.verbose) if isinstance(self.verbose, bool) else self.verbose, Integral, 0
         )
@@ -254,6 +255,20 @@ class BaseMixture(EstimatorBase):
                 init_params=self.init_params, random_state=random_state, **init_arrays,
             )  # fmt: skip
 
+        if self.accelerate is not None and algorithm != "batch":
+            raise ValueError(
+                f"accelerate={self.accelerate!r} speeds up batch EM; algorithm={algorithm!r} takes "
+                "stepwise steps instead. Use accelerate=None with algorithm='online'."
+            )
+        runner = None
+        if self.accelerate == "squarem":
+            from functools import partial
+
+            from ._accelerate import run_squarem
+
+            runner = partial(run_squarem, family=family)
+        passes = PassCounter(executor.accumulate)
+
         watchers = list(callbacks)
         if hasattr(executor, "on_run_start"):  # the streaming executor's per-pass lines
             watchers.insert(0, executor)
@@ -302,9 +317,9 @@ class BaseMixture(EstimatorBase):
                     run = resume.best  # a finished fit: its result at once
                 else:
                     run = fit_restarts(
-                        executor.accumulate, family.m_step, initialise, n_init=n_init, tol=self.tol,
+                        passes, family.m_step, initialise, n_init=n_init, tol=self.tol,
                         max_iter=self.max_iter, start_lower_bound=start_lb, callbacks=watchers, resume=resume,
-                        objective=objective,
+                        objective=objective, runner=runner,
                     )  # fmt: skip
         if algorithm == "batch" and not run.converged and self.max_iter > 0:
             why = ""
@@ -320,6 +335,9 @@ class BaseMixture(EstimatorBase):
         self._set_fitted(run, plan.n_features, plan.feature_names)
         self._online_state = online_state  # None after a batch fit: partial_fit restarts its statistics
         self.n_steps_ = 0 if online_state is None else online_state.n_steps
+        # E-steps over the data made by this call (all initialisations; a resumed checkpoint's
+        # earlier passes are not counted); online: passes over the data
+        self.n_passes_ = passes.count if algorithm == "batch" else len(run.lower_bounds)
         return self
 
     def _partial_fit(self, X, sample_weight):
@@ -362,6 +380,7 @@ class BaseMixture(EstimatorBase):
         self._set_fitted(run, X.shape[1], names)
         self._online_state = state
         self.n_steps_ = state.n_steps
+        self.n_passes_ = state.n_steps  # one E-step per mini-batch
         return self
 
     def _plan_fit(self, X, sample_weight) -> FitPlan:

@@ -216,6 +216,20 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default: {np.format_float_scientific(REG_COVAR, exp_digits=1, trim='-')})",
     )
     g.add_argument(
+        "--accelerate",
+        choices=("squarem",),
+        default=None,
+        help="squarem: SQUAREM-accelerated EM (fewer passes over the data on slowly converging fits; "
+        "the log-likelihood still never decreases) (default: plain EM)",
+    )
+    g.add_argument(
+        "--prior",
+        choices=("mclust",),
+        default=None,
+        help="gaussian only: mclust: MAP-EM under R mclust's default conjugate prior (priorControl()), "
+        "which keeps covariances from collapsing; BIC/AIC are then at the MAP estimate (default: none)",
+    )
+    g.add_argument(
         "--seed", type=int, default=0, help="random seed; the same seed gives the same model (default: 0)"
     )
     g.add_argument("--threads", type=_threads, default=None, metavar="N", help=_THREADS_HELP)
@@ -536,8 +550,8 @@ def _check_family_options(args, gaussian_default) -> None:
         args.covariance = gaussian_default if args.covariance is None else args.covariance
         args.reg_covar = REG_COVAR if args.reg_covar is None else args.reg_covar
     else:
-        given = [opt for opt, value in (("--covariance", args.covariance), ("--reg-covar", args.reg_covar))
-                 if value is not None]  # fmt: skip
+        given = [opt for opt, value in (("--covariance", args.covariance), ("--reg-covar", args.reg_covar),
+                                        ("--prior", args.prior)) if value is not None]  # fmt: skip
         if given:
             verb, pronoun = ("apply", "them") if len(given) > 1 else ("applies", "it")
             raise UsageError(
@@ -561,9 +575,12 @@ def _estimator(args, n_components: int, covariance: str | None):
         init_params=args.init,
         random_state=args.seed,
         n_jobs=args.threads,
+        accelerate=args.accelerate,
     )
     if args.family == "gaussian":
-        return cls(n_components, covariance_type=covariance, reg_covar=args.reg_covar, **common)
+        return cls(
+            n_components, covariance_type=covariance, reg_covar=args.reg_covar, prior=args.prior, **common
+        )
     if args.family == "vmf":
         return cls(n_components, normalize=args.normalize, **common)
     return cls(n_components, **common)
@@ -854,6 +871,8 @@ def cmd_select(args) -> int:
         print(f"  {_column_label(kind)}, K={k}: {value:.2f}")
     if any(s is not None and not s["converged"] for s in table.values()):
         print("(~ marks fits that did not converge within --max-iter)")
+    if args.prior is not None:
+        print(f"(BIC and AIC are evaluated at the MAP estimate under the {args.prior} prior, as mclust does)")
     scores, k, kind, gm = best
     summary = f"best: {kind}, K={k} ({args.criterion.upper()} {scores[args.criterion]:.2f})"
     if args.out:

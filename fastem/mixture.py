@@ -162,6 +162,12 @@ class GaussianMixture(BaseMixture):
         (:meth:`partial_fit` and ``algorithm="online"``); larger forgets old batches faster.
     learning_offset : float, default=2.0
         t0 >= 0 of the online step size; larger damps the first updates.
+    accelerate : None or 'squarem', default=None
+        None: plain EM. 'squarem': SQUAREM (Varadhan & Roland 2008, scheme SqS3)
+        extrapolates two EM steps at a time in unconstrained coordinates, with a
+        fall-back to the plain EM step whenever the objective would decrease, so
+        ``lower_bounds_`` still never decreases; one accelerated iteration costs
+        about three passes over the data (``n_passes_`` counts them). Batch EM only.
     prior : None, 'mclust' or fastem.priors.GaussianPrior, default=None
         None: maximum-likelihood EM. Otherwise MAP-EM under the conjugate prior
         of Fraley & Raftery (R mclust's ``priorControl()``): 'mclust' is
@@ -191,6 +197,9 @@ class GaussianMixture(BaseMixture):
     n_features_in_ : int
     n_steps_ : int
         Online updates made so far (:meth:`partial_fit`, ``algorithm="online"``).
+    n_passes_ : int
+        Passes over the data (E-steps) made by the last ``fit``, every initialisation
+        included (``algorithm="online"``: passes; :meth:`partial_fit`: mini-batch E-steps).
 
     Examples
     --------
@@ -225,6 +234,7 @@ class GaussianMixture(BaseMixture):
         learning_decay: float = 0.6,
         learning_offset: float = 2.0,
         prior=None,
+        accelerate: str | None = None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -246,6 +256,7 @@ class GaussianMixture(BaseMixture):
         self.learning_decay = learning_decay
         self.learning_offset = learning_offset
         self.prior = prior
+        self.accelerate = accelerate
 
     _model_arrays = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
     _init_array_params = ("weights_init", "means_init", "precisions_init")
@@ -412,6 +423,9 @@ _COMMON_PARAMETERS_DOC = """
         kappa in (0.5, 1] of the online step size (t + learning_offset) ** -kappa.
     learning_offset : float, default=2.0
         t0 >= 0 of the online step size.
+    accelerate : None or 'squarem', default=None
+        None: plain EM. 'squarem': SQUAREM (SqS3) with a monotonicity safeguard,
+        as for GaussianMixture; ``n_passes_`` counts the passes over the data.
     prior : fastem.priors object, default=None
         None: maximum-likelihood EM. Otherwise MAP-EM with the prior's
         pseudo-observations (GammaPrior for Poisson, BetaPrior for Bernoulli,
@@ -432,6 +446,9 @@ _COMMON_ATTRIBUTES_DOC = """
     n_features_in_ : int
     n_steps_ : int
         Online updates made so far (:meth:`partial_fit`, ``algorithm="online"``).
+    n_passes_ : int
+        Passes over the data (E-steps) made by the last ``fit``, every initialisation
+        included (``algorithm="online"``: passes; :meth:`partial_fit`: mini-batch E-steps).
 """
 
 
@@ -552,11 +569,13 @@ class PoissonMixture(_LinearMixture):
                  init_params: str = "kmeans", weights_init=None, rates_init=None, random_state=None,
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
-                 learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None):  # fmt: skip
+                 learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None,
+                 accelerate: str | None = None):  # fmt: skip
         self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
                           warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
                           learning_decay, learning_offset)  # fmt: skip
         self.prior = prior
+        self.accelerate = accelerate
         self.rates_init = rates_init
 
     @property
@@ -603,11 +622,13 @@ class BernoulliMixture(_LinearMixture):
                  init_params: str = "kmeans", weights_init=None, probabilities_init=None, random_state=None,
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
-                 learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None):  # fmt: skip
+                 learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None,
+                 accelerate: str | None = None):  # fmt: skip
         self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
                           warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
                           learning_decay, learning_offset)  # fmt: skip
         self.prior = prior
+        self.accelerate = accelerate
         self.probabilities_init = probabilities_init
 
     @property
@@ -659,11 +680,13 @@ class MultinomialMixture(_LinearMixture):
                  init_params: str = "kmeans", weights_init=None, probabilities_init=None, random_state=None,
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
-                 learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None):  # fmt: skip
+                 learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None,
+                 accelerate: str | None = None):  # fmt: skip
         self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
                           warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
                           learning_decay, learning_offset)  # fmt: skip
         self.prior = prior
+        self.accelerate = accelerate
         self.probabilities_init = probabilities_init
 
     @property
@@ -755,11 +778,13 @@ class VonMisesFisherMixture(_LinearMixture):
                  concentrations_init=None, normalize: bool = False, random_state=None,
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
-                 learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None):  # fmt: skip
+                 learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None,
+                 accelerate: str | None = None):  # fmt: skip
         self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
                           warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
                           learning_decay, learning_offset)  # fmt: skip
         self.prior = prior
+        self.accelerate = accelerate
         self.mean_directions_init = mean_directions_init
         self.concentrations_init = concentrations_init
         self.normalize = normalize

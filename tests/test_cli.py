@@ -514,3 +514,21 @@ def test_family_bad_data_names_the_row(family, bad, message, suffix, family_data
     assert (
         line.startswith(f"fastem: error: cannot apply the model: 'bad{suffix}' contains") and message in line
     )
+
+
+def test_prior_and_accelerate_options(tmp_path, capsys):
+    from fastem.datasets import load_old_faithful
+
+    data = tmp_path / "faithful.npy"
+    np.save(data, load_old_faithful())
+    model = tmp_path / "m.npz"
+    assert cli.main(["fit", str(data), "-k", "2", "--prior", "mclust", "--accelerate", "squarem",
+                     "--tol", "1e-10", "--max-iter", "500", "--out", str(model)]) == 0  # fmt: skip
+    gm = fastem.load(model)
+    assert gm.prior == "mclust" and gm.accelerate == "squarem"
+    assert gm.score(load_old_faithful()) * 272 == pytest.approx(-1130.5093, abs=2e-4)
+    capsys.readouterr()
+    assert cli.main(["select", str(data), "-k", "1..2", "--covariance", "full", "--prior", "mclust"]) == 0
+    assert "at the MAP estimate" in capsys.readouterr().out
+    assert cli.main(["fit", str(data), "-k", "2", "--family", "poisson", "--prior", "mclust",
+                     "--out", str(tmp_path / "p.npz")]) == 2  # fmt: skip
