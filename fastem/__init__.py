@@ -9,6 +9,7 @@ from .mixture import (
     GaussianMixture,
     MultinomialMixture,
     PoissonMixture,
+    StudentTMixture,
     VonMisesFisherMixture,
     load,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "Iteration",
     "MultinomialMixture",
     "PoissonMixture",
+    "StudentTMixture",
     "VonMisesFisherMixture",
     "__version__",
     "load",

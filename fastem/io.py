@@ -243,7 +243,7 @@ def save(
         zf.writestr(HEADER_MEMBER, json.dumps(header, indent=1, allow_nan=False))
         for name, a in arrays.items():
             member = io.BytesIO()
-            np.lib.format.write_array(member, np.ascontiguousarray(a), allow_pickle=False)
+            np.lib.format.write_array(member, np.asarray(a, order="C"), allow_pickle=False)  # 0-d stays 0-d
             zf.writestr(name + ".npy", member.getvalue())
     atomic_write_bytes(path, buffer.getvalue())
     return path
