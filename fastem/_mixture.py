@@ -29,8 +29,11 @@ from ._em import EMRun, PassCounter, VerboseLines, as_callbacks, fit_restarts
 from ._executor import ArrayExecutor, FitPlan
 from ._threads import thread_limit
 from ._validate import check_n_features, check_rows, sample_weight_array
+from .families.base import ClassificationEM, unwrapped
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
+#: the ``algorithm`` of ``fit``: exact (soft) EM, stepwise online EM, classification (hard) EM
+ALGORITHMS = ("batch", "online", "hard")
 
 _ONLINE_PRIOR = (
     "prior= is supported by the batch algorithm only: online EM keeps statistics per unit weight, so the "
@@ -197,6 +200,23 @@ class BaseMixture(EstimatorBase):
                 moments = DataMoments.of_rows(executor.X, executor.sample_weight)
         return family.for_fit(self.n_components, n_features, moments)
 
+    def _as_fitted(self, family):
+        """``family`` as the fitted model ran it: wrapped for classification EM after ``algorithm="hard"``.
+
+        Subclasses' ``_family()`` return this, so that model files (the family's
+        ``config``) record ``algorithm: "hard"``; scoring is unaffected.
+        """
+        if getattr(self, "algorithm_", None) == "hard":
+            return ClassificationEM(unwrapped(family))
+        return family
+
+    def _read_algorithm(self, header: dict) -> None:
+        """Set ``algorithm_`` from a model file's header (only hard fits are recorded)."""
+        algorithm = header.get("algorithm", "batch")
+        if algorithm not in ("batch", "hard"):
+            raise ValueError(f"invalid header: unknown algorithm {algorithm!r}.")
+        self.algorithm_ = algorithm
+
     def _validate_X(self, X, *, fitting: bool):
         X = self._as_array(X, fitting=fitting)
         if not fitting:
@@ -210,7 +230,7 @@ class BaseMixture(EstimatorBase):
 
     # ------------------------------------------------------------------ fitting
     def _fit(self, X, sample_weight, *, algorithm, checkpoint, n_passes, callbacks):
-        check_choice("algorithm", algorithm, ("batch", "online"))
+        check_choice("algorithm", algorithm, ALGORITHMS)
         check_number("n_passes", n_passes, Integral, 1)
         callbacks = as_callbacks(callbacks)
         prior = self._prior()  # a bad prior fails before the data are read
@@ -238,7 +258,11 @@ class BaseMixture(EstimatorBase):
             )
         random_state = check_random_state(self.random_state)
         executor = plan.executor
-        family = self._family()
+        family = unwrapped(self._family())
+        if algorithm == "hard":
+            family = ClassificationEM(family)
+        # the executor runs this fit's family (a previous hard fit left its _family() wrapped)
+        executor.family = family
         objective = None
         if prior is not None:
             family = self._fit_family(family, executor, n_features)
@@ -255,10 +279,16 @@ class BaseMixture(EstimatorBase):
                 init_params=self.init_params, random_state=random_state, **init_arrays,
             )  # fmt: skip
 
-        if self.accelerate is not None and algorithm != "batch":
+        if self.accelerate is not None and algorithm == "online":
             raise ValueError(
                 f"accelerate={self.accelerate!r} speeds up batch EM; algorithm={algorithm!r} takes "
                 "stepwise steps instead. Use accelerate=None with algorithm='online'."
+            )
+        if self.accelerate is not None and algorithm == "hard":
+            raise ValueError(
+                f"accelerate={self.accelerate!r} extrapolates a smooth EM map; classification EM "
+                "(algorithm='hard') moves in jumps between partitions and stops after few iterations. "
+                "Use accelerate=None with algorithm='hard'."
             )
         runner = None
         if self.accelerate == "squarem":
@@ -272,7 +302,7 @@ class BaseMixture(EstimatorBase):
         watchers = list(callbacks)
         if hasattr(executor, "on_run_start"):  # the streaming executor's per-pass lines
             watchers.insert(0, executor)
-        if self.verbose and algorithm == "batch":
+        if self.verbose and algorithm != "online":
             watchers.insert(0, VerboseLines(int(self.verbose), self.verbose_interval))
         online_state = None
         n_init = 1 if warm else self.n_init
@@ -321,7 +351,7 @@ class BaseMixture(EstimatorBase):
                         max_iter=self.max_iter, start_lower_bound=start_lb, callbacks=watchers, resume=resume,
                         objective=objective, runner=runner,
                     )  # fmt: skip
-        if algorithm == "batch" and not run.converged and self.max_iter > 0:
+        if algorithm != "online" and not run.converged and self.max_iter > 0:
             why = ""
             if run.collapsed:  # (a run read back from a checkpoint does not record it)
                 why = (f" Its EM stopped at iteration {run.n_iter} because components {run.collapsed} "
@@ -333,11 +363,12 @@ class BaseMixture(EstimatorBase):
                 stacklevel=3,
             )
         self._set_fitted(run, plan.n_features, plan.feature_names)
+        self.algorithm_ = algorithm
         self._online_state = online_state  # None after a batch fit: partial_fit restarts its statistics
         self.n_steps_ = 0 if online_state is None else online_state.n_steps
         # E-steps over the data made by this call (all initialisations; a resumed checkpoint's
         # earlier passes are not counted); online: passes over the data
-        self.n_passes_ = passes.count if algorithm == "batch" else len(run.lower_bounds)
+        self.n_passes_ = passes.count if algorithm != "online" else len(run.lower_bounds)
         return self
 
     def _partial_fit(self, X, sample_weight):
@@ -352,7 +383,7 @@ class BaseMixture(EstimatorBase):
         X = self._validate_X(X, fitting=not fitted)
         sw = self._validate_sample_weight(sample_weight, X.shape[0])
         init_arrays = self._check_parameters(X.shape[1])
-        family = self._family()
+        family = unwrapped(self._family())  # stepwise EM is soft, whatever the last fit was
         state = getattr(self, "_online_state", None) if fitted else None
         with thread_limit(self.n_jobs, X.shape[0]):
             if fitted:
@@ -378,6 +409,7 @@ class BaseMixture(EstimatorBase):
         lower_bounds.append(ll)
         run = EMRun(params, state.n_steps, False, ll, lower_bounds)
         self._set_fitted(run, X.shape[1], names)
+        self.algorithm_ = "online"
         self._online_state = state
         self.n_steps_ = state.n_steps
         self.n_passes_ = state.n_steps  # one E-step per mini-batch

@@ -223,6 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the log-likelihood still never decreases) (default: plain EM)",
     )
     g.add_argument(
+        "--algorithm",
+        choices=("batch", "hard"),
+        default="batch",
+        help="batch: EM with soft responsibilities; hard: classification EM, every row fully assigned to "
+        "its likeliest component (k-means-like; the classification log-likelihood never decreases) "
+        "(default: batch)",
+    )
+    g.add_argument(
         "--prior",
         choices=("mclust",),
         default=None,
@@ -609,10 +617,10 @@ def _reading(path: str) -> Iterator[None]:
         raise CommandError(f"{path}: {message}") from None
 
 
-def _fit(gm, data: Any, path: str, callbacks=None) -> None:
+def _fit(gm, data: Any, path: str, callbacks=None, algorithm: str = "batch") -> None:
     try:
         with _reading(path):
-            gm.fit(data, callbacks=callbacks)
+            gm.fit(data, callbacks=callbacks, algorithm=algorithm)
     except CommandError as exc:  # the estimator's advice names its Python option; give the flag
         raise CommandError(str(exc).replace("pass normalize=True", "add --normalize")) from None
 
@@ -636,7 +644,7 @@ def cmd_fit(args) -> int:
     gm = _estimator(args, args.n_components, args.covariance)
     tic = time.perf_counter()
     with _one_line_warnings(), _em_progress(args.progress, args.max_iter, args.n_init, "EM") as progress:
-        _fit(gm, data, args.data, progress)
+        _fit(gm, data, args.data, progress, algorithm=getattr(args, "algorithm", "batch"))
     seconds = time.perf_counter() - tic
     n = _n_rows(data)
     _save(gm, args.out, args.data, data)
@@ -647,7 +655,8 @@ def cmd_fit(args) -> int:
     print(f"  iterations:      {gm.n_iter_}  converged: {state}")
     if gm.n_iter_:
         total = f"{gm.lower_bound_ * n:.4f} total, " if n is not None else ""
-        print(f"  log-likelihood:  {total}{gm.lower_bound_:.6f} per row (at the last E-step)")
+        kind = ", classification log-likelihood of hard EM" if gm.algorithm_ == "hard" else ""
+        print(f"  log-likelihood:  {total}{gm.lower_bound_:.6f} per row (at the last E-step{kind})")
     print(f"  seconds:         {seconds:.2f}")
     print(f"  model:           {args.out}")
     if not gm.converged_ and args.max_iter > 0:
@@ -782,9 +791,11 @@ def cmd_info(args) -> int:
             f"  rows normalised by fastem: {'yes' if header.get('normalize') else 'no (unit rows required)'}"
         )
     lb = fit["lower_bound"]
+    hard = header.get("algorithm") == "hard"
     print(
-        f"  fit: {fit['n_iter']} iterations, converged: {'yes' if fit['converged'] else 'no'}, "
-        f"mean log-likelihood {lb:.6f} per row"
+        f"  fit: {fit['n_iter']} iterations{' of hard (classification) EM' if hard else ''}, "
+        f"converged: {'yes' if fit['converged'] else 'no'}, "
+        f"mean {'classification ' if hard else ''}log-likelihood {lb:.6f} per row"
     )
     if data is None:
         print("  training data: not recorded")
@@ -846,7 +857,7 @@ def cmd_select(args) -> int:
             gm = _estimator(args, k, kind)
             tic = time.perf_counter()
             try:
-                _fit(gm, data, args.data)
+                _fit(gm, data, args.data, algorithm=args.algorithm)
                 scores = _criteria(gm, _apply(gm.score_samples, data, args.data))
             except CommandError as exc:
                 print(f"fastem: warning: K={k} {kind}: {_one_line(exc)}", file=sys.stderr)

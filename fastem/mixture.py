@@ -48,10 +48,19 @@ _FIT_PARAMETERS = """
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative weight of each sample in the M-step and log-likelihood.
             For a source, a 1-D array or ``np.memmap`` read chunk by chunk.
-        algorithm : {'batch', 'online'}, default='batch'
+        algorithm : {'batch', 'online', 'hard'}, default='batch'
             'batch': exact EM. 'online': ``n_passes`` passes of stepwise EM in
             mini-batches of ``batch_size`` rows (see :meth:`partial_fit`), one
             initialisation; ``lower_bounds_`` holds one value per pass.
+            'hard': classification EM (CEM, Celeux & Govaert 1992): every sample
+            is fully assigned to its most responsible component, the M-step
+            uses these one-hot responsibilities, and ``lower_bounds_`` holds the
+            classification log-likelihood sum_i w_i log(pi_z p(x_i | z)) / sum_i w_i
+            (non-decreasing; it converges in finitely many steps). With spherical,
+            equal, fixed covariances and equal weights it is Lloyd's k-means.
+            Costs one extra sweep per chunk in memory over 'batch' (see
+            ``fastem.families.base.ClassificationEM``); not with ``accelerate``.
+            ``score``/``predict`` stay those of the mixture.
         checkpoint : str or PathLike, default=None
             File where the state is written atomically after every pass. If it
             exists, the fit resumes after its last complete pass and ends
@@ -190,8 +199,9 @@ class GaussianMixture(BaseMixture):
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
-        Mean log-likelihood (log posterior per unit weight with a ``prior``) at
-        the start of the last iteration of the best run.
+        Mean log-likelihood (log posterior per unit weight with a ``prior``; the
+        classification log-likelihood with ``algorithm='hard'``) at the start of
+        the last iteration of the best run.
     lower_bounds_ : list of float
         The same at every iteration of the best run; non-decreasing.
     n_features_in_ : int
@@ -200,6 +210,10 @@ class GaussianMixture(BaseMixture):
     n_passes_ : int
         Passes over the data (E-steps) made by the last ``fit``, every initialisation
         included (``algorithm="online"``: passes; :meth:`partial_fit`: mini-batch E-steps).
+    algorithm_ : {'batch', 'online', 'hard'}
+        The algorithm of the last fit (:meth:`partial_fit`: 'online'). Model files
+        record a hard fit (``"algorithm": "hard"`` in the header); a model loaded from
+        any other file reports 'batch'.
 
     Examples
     --------
@@ -269,7 +283,7 @@ class GaussianMixture(BaseMixture):
         return (GaussianPrior,)
 
     def _family(self) -> GaussianFamily:
-        return GaussianFamily(self.covariance_type, float(self.reg_covar), self._prior())
+        return self._as_fitted(GaussianFamily(self.covariance_type, float(self.reg_covar), self._prior()))
 
     def _check_family_hyperparameters(self) -> None:
         check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
@@ -335,6 +349,7 @@ class GaussianMixture(BaseMixture):
         )
 
     def _check_model_file(self, header: dict, arrays: dict, n_iter: int) -> None:
+        self._read_algorithm(header)
         kind = header.get("covariance_type")
         if kind not in COVARIANCE_TYPES:
             raise ValueError(f"invalid header: unknown covariance_type {kind!r}.")
@@ -439,8 +454,9 @@ _COMMON_ATTRIBUTES_DOC = """
     converged_ : bool
     n_iter_ : int
     lower_bound_ : float
-        Mean log-likelihood (log posterior per unit weight with a ``prior``) at
-        the start of the last iteration of the best run.
+        Mean log-likelihood (log posterior per unit weight with a ``prior``; the
+        classification log-likelihood with ``algorithm='hard'``) at the start of
+        the last iteration of the best run.
     lower_bounds_ : list of float
         The same at every iteration of the best run; non-decreasing.
     n_features_in_ : int
@@ -449,6 +465,10 @@ _COMMON_ATTRIBUTES_DOC = """
     n_passes_ : int
         Passes over the data (E-steps) made by the last ``fit``, every initialisation
         included (``algorithm="online"``: passes; :meth:`partial_fit`: mini-batch E-steps).
+    algorithm_ : {'batch', 'online', 'hard'}
+        The algorithm of the last fit (:meth:`partial_fit`: 'online'). Model files
+        record a hard fit (``"algorithm": "hard"`` in the header); a model loaded from
+        any other file reports 'batch'.
 """
 
 
@@ -483,7 +503,7 @@ class _LinearMixture(BaseMixture):
         cls._model_arrays = ("weights_",) + tuple(f"{name}_" for name in cls._parameter_shapes)
 
     def _family(self):
-        return self._family_class(prior=self._prior())
+        return self._as_fitted(self._family_class(prior=self._prior()))
 
     def _shape(self, code: str, n_features: int) -> tuple:
         return (self.n_components, n_features) if code == "KD" else (self.n_components,)
@@ -517,6 +537,7 @@ class _LinearMixture(BaseMixture):
         )  # fmt: skip
 
     def _check_model_file(self, header: dict, arrays: dict, n_iter: int) -> None:
+        self._read_algorithm(header)
         K, D = header["n_components"], header["n_features"]
         expected = {"weights_": (K,), "lower_bounds_": (n_iter,), "weights_init": (K,)}
         for name, code in self._parameter_shapes.items():
@@ -797,7 +818,7 @@ class VonMisesFisherMixture(_LinearMixture):
 
     def _family(self):
         self._prior()  # only None is accepted
-        return self._family_class(normalize=bool(self.normalize))
+        return self._as_fitted(self._family_class(normalize=bool(self.normalize)))
 
     def _prior(self):
         if self.prior is not None:
@@ -950,7 +971,9 @@ class StudentTMixture(BaseMixture):
     def _family(self):
         from .families.student_t import StudentTFamily
 
-        return StudentTFamily(self.covariance_type, float(self.reg_covar), bool(self.fix_degrees_of_freedom))
+        return self._as_fitted(
+            StudentTFamily(self.covariance_type, float(self.reg_covar), bool(self.fix_degrees_of_freedom))
+        )
 
     def _check_family_hyperparameters(self) -> None:
         from .families.student_t import COVARIANCE_TYPES as T_COVARIANCE_TYPES
@@ -1005,6 +1028,7 @@ class StudentTMixture(BaseMixture):
         )
 
     def _check_model_file(self, header: dict, arrays: dict, n_iter: int) -> None:
+        self._read_algorithm(header)
         kind = header.get("covariance_type")
         if kind not in ("full", "diag"):
             raise ValueError(f"invalid header: unknown covariance_type {kind!r}.")

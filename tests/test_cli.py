@@ -532,3 +532,17 @@ def test_prior_and_accelerate_options(tmp_path, capsys):
     assert "at the MAP estimate" in capsys.readouterr().out
     assert cli.main(["fit", str(data), "-k", "2", "--family", "poisson", "--prior", "mclust",
                      "--out", str(tmp_path / "p.npz")]) == 2  # fmt: skip
+
+
+def test_algorithm_hard_option(tmp_path, capsys):
+    rng = np.random.RandomState(0)
+    data = tmp_path / "x.npy"
+    np.save(data, np.vstack([rng.randn(200, 2), rng.randn(200, 2) + 5]))
+    model = tmp_path / "hard.npz"
+    assert cli.main(["fit", str(data), "-k", "2", "--algorithm", "hard", "--out", str(model)]) == 0
+    assert "classification log-likelihood of hard EM" in capsys.readouterr().out
+    gm = fastem.load(model)
+    assert gm.algorithm_ == "hard"
+    assert cli.main(["info", str(model)]) == 0
+    assert "of hard (classification) EM" in capsys.readouterr().out
+    assert cli.main(["fit", str(data), "-k", "2", "--algorithm", "soft", "--out", str(model)]) == 2

@@ -226,6 +226,16 @@ class LinearFamily:
                 else:
                     _expfam_pass(X[start:stop], *common)
 
+    # ---- classification EM (``families/base.py::ClassificationEM``)
+    def component_params(self, params: LinearParams, k: int) -> LinearParams:
+        """Component ``k`` alone, as a one-component mixture of weight 1."""
+        return LinearParams(np.ones(1), {name: a[k : k + 1] for name, a in params.arrays.items()})
+
+    def add_component_stats(self, stats: LinearStats, k: int, sub: LinearStats) -> None:
+        """Add the statistics of a one-component pass (:meth:`component_params`) into component ``k``."""
+        stats.R[k] += sub.R[0]
+        stats.S1[k] += sub.S1[0]
+
     def m_step(self, stats: LinearStats) -> tuple[LinearParams, list[int]]:
         """New weights and parameters; emptied components by the rule of the module docstring."""
         R = stats.R

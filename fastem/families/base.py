@@ -109,3 +109,125 @@ def first_nonfinite(X: np.ndarray) -> Invalid | None:
     kind = "NaN" if np.isnan(X[row, col]) else "infinity"
     return Invalid(row, col, kind, "the first non-finite value",
                    "Remove or impute NaN and inf values before calling fastem.")  # fmt: skip
+
+
+# ---------------------------------------------------------------- classification (hard) EM
+#: memory for the gathered copy of a sub-chunk in a classification-EM pass
+HARD_GATHER_BYTES = 32 * 2**20
+
+
+def hard_rows(n_features: int) -> int:
+    """Rows per sub-chunk of a classification-EM pass: whole blocks, the gathered copy within budget."""
+    blocks = HARD_GATHER_BYTES // (8 * max(n_features, 1) * BLOCK_ROWS)
+    return BLOCK_ROWS * int(min(64, max(4, blocks)))
+
+
+class ClassificationEM:
+    """A family run by classification EM (``algorithm="hard"``): each row fully joins its likeliest component.
+
+    It wraps a family and changes only what a fit accumulates: the statistics
+    come from one-hot responsibilities r_ik = [k = z_i], z_i = argmax_k
+    pi_k p_k(x_i), and the objective is the classification log-likelihood
+
+        sum_i w_i log(pi_{z_i} p_{z_i}(x_i)) / sum_i w_i,
+
+    which classification EM never decreases (Celeux & Govaert 1992). Scoring
+    (``stats=None``: log p(x), labels, responsibilities) is the wrapped
+    family's, so ``score``/``predict`` are unchanged.
+
+    The wrapped family provides ``component_params(params, k)`` (a one-component
+    mixture of component k with weight 1) and ``add_component_stats(stats, k,
+    sub)`` (adds those one-component statistics into row k). Each chunk is
+    processed in sub-chunks of :func:`hard_rows` rows: one kernel pass gives the
+    labels, then the rows of each component are gathered and the unchanged
+    fused kernel runs once more over them with that component alone, so its
+    responsibility is exactly 1 and the family's own statistics (shifted
+    moments, Student-t scale weights, ...) come out exactly. Cost relative to
+    soft EM: one extra sweep per chunk (a K = 1 kernel pass plus a copy of the
+    sub-chunk), while it is in memory; no second read of the data. The sums
+    depend on the sub-chunk boundaries, so streamed and in-memory hard fits
+    agree to rounding, not bit for bit.
+    """
+
+    __slots__ = ("family",)
+
+    def __init__(self, family):
+        object.__setattr__(self, "family", family)
+
+    def __getattr__(self, name):
+        if name == "family":  # during unpickling, before __setstate__
+            raise AttributeError(name)
+        return getattr(self.family, name)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("ClassificationEM is immutable")
+
+    def __reduce__(self):
+        return (ClassificationEM, (self.family,))
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, ClassificationEM) and self.family == other.family
+
+    def __hash__(self) -> int:
+        return hash(("hard", self.family))
+
+    def __repr__(self) -> str:
+        return f"ClassificationEM({self.family!r})"
+
+    @property
+    def config(self) -> dict:
+        """The wrapped family's configuration plus ``algorithm: "hard"`` (model files, checkpoints)."""
+        return {**self.family.config, "algorithm": "hard"}
+
+    def for_fit(self, n_components: int, n_features: int, moments=None) -> ClassificationEM:
+        return ClassificationEM(self.family.for_fit(n_components, n_features, moments))
+
+    def accumulate(self, X, sample_weight, params, stats, row_offset: int = 0, out_logprob=NO_F64,
+                   out_label=NO_I64, out_resp=NO_RESP) -> None:  # fmt: skip
+        family = self.family
+        if stats is None:  # scoring: the mixture's own outputs
+            family.accumulate(X, sample_weight, params, None, row_offset, out_logprob, out_label, out_resp)
+            return
+        K = params.n_components
+        parts = [family.component_params(params, k) for k in range(K)]
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(np.asarray(params.weights, dtype=np.float64))
+        n = X.shape[0]
+        step = hard_rows(X.shape[1])
+        labels = np.empty(min(n, step), dtype=np.int64)
+        small = np.int16 if K <= np.iinfo(np.int16).max else np.int64  # int16 sorts by radix, O(n)
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            Xs = X[start:stop]
+            sws = None if sample_weight is None else sample_weight[start:stop]
+            lab = out_label[start:stop] if out_label.size else labels[: stop - start]
+            family.accumulate(Xs, sws, params, None, row_offset + start,
+                              out_logprob[start:stop] if out_logprob.size else NO_F64, lab,
+                              out_resp[start:stop] if out_resp.size else NO_RESP)  # fmt: skip
+            order = np.argsort(lab.astype(small), kind="stable")  # each component's rows, in their order
+            bounds = np.concatenate([[0], np.cumsum(np.bincount(lab, minlength=K))])
+            for k in np.flatnonzero(np.diff(bounds)):
+                idx = order[bounds[k] : bounds[k + 1]]
+                sub = family.zero_stats(parts[k])
+                family.accumulate(Xs[idx], None if sws is None else sws[idx], parts[k], sub, 0)
+                family.add_component_stats(stats, int(k), sub)
+                # the sub-pass's log-likelihood is log p_k(x) (weight 1): add log pi_k per unit weight
+                stats.scalars[0] += sub.scalars[0] + (
+                    log_weights[k] * sub.scalars[1] if sub.scalars[1] else 0.0
+                )
+                stats.scalars[1] += sub.scalars[1]
+                stats.scalars[3] += sub.scalars[3]
+                # the worst-explained row (by its own component), the first one on ties
+                where = row_offset + start + int(idx[int(sub.worst_index[0])]) if idx.size else 0
+                if sub.scalars[2] < stats.scalars[2] or (
+                    sub.scalars[2] == stats.scalars[2] and where < stats.worst_index[0]
+                ):
+                    stats.scalars[2] = sub.scalars[2]
+                    stats.worst_index[0] = where
+                    if stats.worst_x is not None and sub.worst_x is not None:
+                        stats.worst_x[:] = sub.worst_x
+
+
+def unwrapped(family):
+    """The family itself, without a :class:`ClassificationEM` wrapper."""
+    return family.family if isinstance(family, ClassificationEM) else family

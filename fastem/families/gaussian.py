@@ -642,6 +642,40 @@ def check_fitted_arrays(arrays: dict, kind: str, n_features: int) -> None:
             raise ValueError("covariances_, precisions_ and precisions_cholesky_ disagree.")
 
 
+# ---------------------------------------------------------------- the k-means limit
+def kmeans_limit_params(means: np.ndarray, variance: float) -> GaussianParams:
+    """Spherical components sharing the fixed ``variance``, with equal weights, at ``means`` (K, D).
+
+    Hard EM (``ClassificationEM``) from these parameters with :func:`kmeans_limit_m_step`
+    is Lloyd's k-means: pi_k p_k(x) is then a decreasing function of ||x - mu_k||
+    only, so the E-step assigns each row to its nearest mean, and the M-step's
+    means are the (weighted) centroids of the assigned rows. Soft EM with the same
+    M-step tends to k-means as ``variance`` -> 0.
+    """
+    means = np.ascontiguousarray(means, dtype=np.float64)
+    K = means.shape[0]
+    return GaussianParams.from_covariances(
+        "spherical", np.full(K, 1.0 / K), means, np.full(K, float(variance))
+    )
+
+
+def kmeans_limit_m_step(family, variance: float):
+    """An M-step for ``fastem._em.fit_restarts`` that updates the means only.
+
+    Weights stay equal and every covariance stays ``variance`` * I (see
+    :func:`kmeans_limit_params`); the means are the family's M-step means
+    (``family``: a spherical :class:`GaussianFamily`, or one wrapped for hard EM).
+    An emptied component is re-seeded at the worst-explained row, as in the
+    family's M-step.
+    """
+
+    def m_step(stats: GaussianStats) -> tuple[GaussianParams, list[int]]:
+        params, emptied = family.m_step(stats)
+        return kmeans_limit_params(params.means, variance), emptied
+
+    return m_step
+
+
 # ---------------------------------------------------------------- the family
 @dataclass(frozen=True)
 class GaussianFamily:
@@ -688,6 +722,19 @@ class GaussianFamily:
     ) -> None:  # fmt: skip
         accumulate_chunk(X, sample_weight, params.packed(), stats, row_offset,
                          COV_CODES[params.covariance_type], out_logprob, out_label, out_resp)  # fmt: skip
+
+    # ---- classification EM (``families/base.py::ClassificationEM``)
+    def component_params(self, params: GaussianParams, k: int) -> GaussianParams:
+        """Component ``k`` alone, as a one-component mixture of weight 1."""
+        chol = params.precisions_cholesky
+        return GaussianParams(params.covariance_type, np.ones(1), params.means[k : k + 1],
+                              chol if params.covariance_type == "tied" else chol[k : k + 1])  # fmt: skip
+
+    def add_component_stats(self, stats: GaussianStats, k: int, sub: GaussianStats) -> None:
+        """Add the statistics of a one-component pass (:meth:`component_params`) into component ``k``."""
+        stats.R[k] += sub.R[0]
+        stats.S1[k] += sub.S1[0]
+        stats.S2[0 if stats.covariance_type == "tied" else k] += sub.S2[0]  # tied: one pooled scatter
 
     def m_step(self, stats: GaussianStats) -> tuple[GaussianParams, list[int]]:
         if self.prior is not None:

@@ -308,6 +308,17 @@ class StudentTFamily:
                     out_resp[start:stop] if out_resp.size else NO_RESP,
                 )  # fmt: skip
 
+    # ---- classification EM (``families/base.py::ClassificationEM``)
+    def component_params(self, params: StudentTParams, k: int) -> StudentTParams:
+        """Component ``k`` alone, as a one-component mixture of weight 1."""
+        return StudentTParams(params.covariance_type, np.ones(1), params.means[k : k + 1],
+                              params.precisions_cholesky[k : k + 1], params.dof[k : k + 1])  # fmt: skip
+
+    def add_component_stats(self, stats: StudentTStats, k: int, sub: StudentTStats) -> None:
+        """Add the statistics of a one-component pass (:meth:`component_params`) into component ``k``."""
+        for name in ("R", "U", "S1", "S2", "T"):
+            getattr(stats, name)[k] += getattr(sub, name)[0]
+
     def m_step(self, stats: StudentTStats) -> tuple[StudentTParams, list[int]]:
         """ECM M-step (module docstring); emptied components follow the Gaussian family's rule.
 
