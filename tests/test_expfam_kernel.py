@@ -23,7 +23,7 @@ N_ROWS = 9001  # > 2 blocks, not a multiple of any tile size
 
 
 def naive(X, w, theta, const, base_code):
-    """R, S1, loglik sum, weight sum, per-row logprob (and its lse and h parts), resp, label, worst row."""
+    """R, S1, loglik sum, weight sum, per-row logprob (and the size of its terms), resp, label, worst."""
     X = np.asarray(X, dtype=np.float64)
     theta = np.asarray(theta, dtype=np.float64)
     w = np.ones(len(X)) if w is None else w
@@ -151,9 +151,7 @@ def test_csr_matches_dense(n_features, n_components, base_code, weights):
     X, w, theta, const = make_case(N_ROWS, n_features, n_components, base_code, weights)
     X[3] = 0.0  # an empty row
     X[:, n_features // 2] = 0.0  # a column that never occurs
-    A = sp.csr_matrix(X)
-    A.indices = A.indices.astype(np.int32)
-    A.indptr = A.indptr.astype(np.int32)
+    A = as_csr(X)
     dense = run_dense(X, w, theta, const, base_code, row_offset=7)
     sparse = run_csr(A, w, theta, const, base_code, row_offset=7)
     for name in ("R", "S1", "scalars", "logprob", "resp"):
@@ -162,6 +160,32 @@ def test_csr_matches_dense(n_features, n_components, base_code, weights):
     np.testing.assert_array_equal(sparse["label"], dense["label"])
     np.testing.assert_array_equal(sparse["worst_index"], dense["worst_index"])
     np.testing.assert_array_equal(sparse["worst_x"], dense["worst_x"])
+
+
+def as_csr(X):
+    """CSR with int32 indices (the one index type compiled by these tests)."""
+    A = sp.csr_matrix(X)
+    A.indices = A.indices.astype(np.int32)
+    A.indptr = A.indptr.astype(np.int32)
+    return A
+
+
+def test_csr_many_waves_and_blocks():
+    """More blocks than the CSR pass runs per wave: partials reused across waves, merged in order."""
+    X, w, theta, const = make_case(17 * BLOCK_ROWS + 5, 3, 2, 2, True)
+    dense = run_dense(X, w, theta, const, 2, row_offset=3)
+    sparse = run_csr(as_csr(X), w, theta, const, 2, row_offset=3)
+    for name in ("R", "S1", "scalars", "logprob"):
+        np.testing.assert_allclose(sparse[name], dense[name], rtol=1e-12, err_msg=name)
+    np.testing.assert_array_equal(sparse["worst_index"], dense["worst_index"])
+
+
+def test_empty_input():
+    X, w, theta, const = make_case(10, 4, 3, 1, False)
+    out = run_dense(X[:0], None, theta, const, 1)
+    assert out["scalars"].tolist() == [0.0, 0.0, np.inf, 0.0] and not out["S1"].any()
+    out = run_csr(as_csr(X[:0]), None, theta, const, 1)
+    assert out["scalars"].tolist() == [0.0, 0.0, np.inf, 0.0] and not out["S1"].any()
 
 
 def _with_threads(n_threads, fn):
@@ -176,9 +200,7 @@ def _with_threads(n_threads, fn):
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two numba threads")
 def test_results_do_not_depend_on_thread_count():
     X, w, theta, const = make_case(5 * BLOCK_ROWS + 17, 17, 5, 2, True)
-    A = sp.csr_matrix(X)
-    A.indices = A.indices.astype(np.int32)
-    A.indptr = A.indptr.astype(np.int32)
+    A = as_csr(X)
     for run in (
         lambda: run_dense(X, w, theta, const, 2),
         lambda: run_csr(A, w, theta, const, 2),

@@ -8,11 +8,13 @@ per-component log-density is linear in x::
 so one pass needs the product X theta^T (the E-step) and R^T X (the first
 moments), both of size N x K x D. The dense pass follows the structure of
 ``_gaussian_pass``: blocks of ``BLOCK_ROWS`` rows, one per parallel task; tiles
-of rows transposed into aligned (D, T) buffers so that rows sit in the SIMD
-lanes. Per tile:
+of ``TILE_ROWS`` rows transposed into aligned (D, T) buffers so that rows sit in
+the SIMD lanes. Per tile:
 
 1. a_kb = const_k + theta_k . x_b, four components x four features per sweep
-   over the tile (one load of four feature rows feeds sixteen FMAs);
+   over the tile (one load of four feature rows feeds sixteen FMAs); K and D
+   are padded to multiples of four with zeros, so there is one sweep kernel
+   and no remainder loops;
 2. h(x_b) from a table of log(j!) (``lgamma`` only beyond the table);
 3. log-sum-exp over k with the running maximum and the vectorised exp of
    ``gaussian.py``; logprob_b = lse_b + h(x_b);
@@ -22,26 +24,37 @@ lanes. Per tile:
 
 Precision: for float32 data the tile and the product theta_k . x_b are float32
 (``theta`` must have the data's dtype; the sum over d is accumulated in
-float32 within the tile, then converted to float64 before const_k is added).
-Everything after that (log-sum-exp, h(x), responsibilities) and every
-accumulator is float64; S1 takes float64 products of float32 x with float64
-responsibilities. float64 data is float64 throughout.
+float32 within the tile, then converted to float64 before const_k is added in
+float64). Everything after that (log-sum-exp, h(x), responsibilities) and
+every accumulator is float64; S1 takes float64 products of the float32 x
+(converted once per tile) with float64 responsibilities. float64 data is
+float64 throughout.
 
 Each block writes its own partial statistics; the partials are added into the
 caller's accumulators serially, in block order, so results are independent of
-the number of threads. No N x K or N x D temporary is created; the optional
-outputs (per-point log-likelihood, label, responsibilities) are written in
-place.
+the number of threads, and calls on pieces cut at multiples of ``BLOCK_ROWS``
+add up to the one-call result bit for bit. No N x K or N x D temporary is
+created; the optional outputs (per-point log-likelihood, label,
+responsibilities) are written in place. The body of a block is a function of
+its own (``_dense_block``), called from the parallel loop: numba's parfor
+passes then never see it, which took a third off the compile time.
 
 ``_expfam_pass_csr`` is the same pass for a CSR matrix: rows are read one by
-one (a_k = const_k + sum over the row's nonzeros of theta_kj x_j, with theta
-transposed once so the sum over k is contiguous), then a tile of rows shares
-the dense pass's log-sum-exp. Its per-block S1 partial only holds the columns
-that occur in the block, so its cost scales with the nonzeros, not with D.
+one (a_k = const_k + sum over the row's nonzeros of theta_kj x_j, in float64,
+with theta transposed once so the sum over k is contiguous), then a tile of
+rows shares the dense pass's log-sum-exp. A block's S1 partial only holds the
+columns that occur in the block, so its cost scales with the nonzeros, not
+with D; blocks run in waves whose partials are merged (in block order) and
+reused, so memory stays bounded for any D.
 
 Base-measure codes: 0 -> h(x) = 0; 1 -> h(x) = -sum_d log(x_d!) (Poisson);
 2 -> h(x) = log(n!) - sum_d log(x_d!), n = sum_d x_d (multinomial). For codes 1
-and 2 the x must be non-negative integers (checked by the caller).
+and 2 the x must be non-negative integers (checked by the caller), and a CSR
+matrix must not hold duplicate entries (``sum_duplicates()``), since log(x!)
+is not additive over the pieces of a count.
+
+theta must be finite (floor probabilities and rates before taking logs):
+-inf * 0 is NaN. A component can be switched off with const_k = -inf.
 """
 
 from __future__ import annotations
@@ -49,14 +62,23 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.extending import overload
 
-from ._config import BLOCK_ROWS, TILE_ROWS, jit
+from ._config import BLOCK_ROWS, jit
 from ._vector_width import prefer_wide_vectors
 from .gaussian import _aligned, _exp_shifted_row
 
 #: Base-measure codes, as the kernels see them.
 BASE_CODES = {"none": 0, "poisson": 1, "multinomial": 2}
+
+#: Rows per tile. Longer than the Gaussian kernel's tiles: the first moments
+#: are dot products over the tile's rows, and each one ends in a horizontal sum.
+TILE_ROWS = 256
+
+#: Blocks per wave of the CSR pass (at most), and the memory its per-block S1 partials may take.
+_CSR_MAX_SLOTS = 16
+_CSR_SLOTS_BUDGET_BYTES = 256 * 2**20
 
 #: Entries of the default log-factorial table: counts below this use a lookup.
 LOG_FACTORIAL_SIZE = 4096
@@ -88,80 +110,48 @@ def _log_factorial(x, table):
 
 @jit(inline="always")
 def _load_tile(X, t0, nt, xt, base_code, table, hx, total):
-    """xt[d, b] = X[t0 + b, d], and hx[b] = h(x_b) for base codes 1 and 2.
+    """xt[d, b] = X[t0 + b, d], and hx[b] = h(x_b) (0 for base code 0).
 
-    Eight features per sweep over the rows: each row gives eight contiguous
-    loads, and the eight rows of ``xt`` written stay in L1. The log-factorial
-    lookups ride along (a scalar gather either way: LLVM emits no vector
-    gathers for this target); the index is clamped to the table, and rows whose
-    total count exceeds the table are redone with lgamma after the sweep.
-    ``total`` receives the row sums n_b (scratch for base code 0).
+    The transposition runs column by column in groups of 32 rows: a constant
+    trip count that LLVM vectorises, and 32 rows stay in L1 even when the row
+    stride maps them to few cache sets (whole-tile columns were 2-5x slower at
+    D = 32, 64, 384; eight features per sweep over the rows 1.5x slower).
+
+    h(x) is summed row by row from ``X`` (contiguous), with table lookups, a
+    scalar gather (LLVM emits no vector gathers for this target); the index is
+    clamped to the table, and rows whose total count exceeds the table are
+    redone with lgamma. ``total`` receives the row sums n_b (codes 1 and 2).
     """
-    n_features = xt.shape[0]
+    n_features = X.shape[1]  # xt may have padding rows
+    b0 = 0
+    while b0 + 32 <= nt:
+        rows = X[t0 + b0 : t0 + b0 + 32]
+        for d in range(n_features):
+            column = rows[:, d]
+            for b in range(32):
+                xt[d, b0 + b] = column[b]
+        b0 += 32
+    if b0 < nt:
+        rows = X[t0 + b0 : t0 + nt]
+        for d in range(n_features):
+            column = rows[:, d]
+            for b in range(nt - b0):
+                xt[d, b0 + b] = column[b]
     if base_code == 0:
-        d0 = 0
-        while d0 + 8 <= n_features:
-            for b in range(nt):
-                row = X[t0 + b]
-                xt[d0, b] = row[d0]
-                xt[d0 + 1, b] = row[d0 + 1]
-                xt[d0 + 2, b] = row[d0 + 2]
-                xt[d0 + 3, b] = row[d0 + 3]
-                xt[d0 + 4, b] = row[d0 + 4]
-                xt[d0 + 5, b] = row[d0 + 5]
-                xt[d0 + 6, b] = row[d0 + 6]
-                xt[d0 + 7, b] = row[d0 + 7]
-            d0 += 8
-        for d in range(d0, n_features):
-            for b in range(nt):
-                xt[d, b] = X[t0 + b, d]
         for b in range(nt):
             hx[b] = 0.0
         return
     last = table.shape[0] - 1
     for b in range(nt):
-        hx[b] = 0.0
-        total[b] = 0.0
-    d0 = 0
-    while d0 + 8 <= n_features:
-        for b in range(nt):
-            row = X[t0 + b]
-            v0 = row[d0]
-            v1 = row[d0 + 1]
-            v2 = row[d0 + 2]
-            v3 = row[d0 + 3]
-            v4 = row[d0 + 4]
-            v5 = row[d0 + 5]
-            v6 = row[d0 + 6]
-            v7 = row[d0 + 7]
-            xt[d0, b] = v0
-            xt[d0 + 1, b] = v1
-            xt[d0 + 2, b] = v2
-            xt[d0 + 3, b] = v3
-            xt[d0 + 4, b] = v4
-            xt[d0 + 5, b] = v5
-            xt[d0 + 6, b] = v6
-            xt[d0 + 7, b] = v7
-            f0 = table[np.uint64(min(np.int64(v0), last))]
-            f1 = table[np.uint64(min(np.int64(v1), last))]
-            f2 = table[np.uint64(min(np.int64(v2), last))]
-            f3 = table[np.uint64(min(np.int64(v3), last))]
-            f4 = table[np.uint64(min(np.int64(v4), last))]
-            f5 = table[np.uint64(min(np.int64(v5), last))]
-            f6 = table[np.uint64(min(np.int64(v6), last))]
-            f7 = table[np.uint64(min(np.int64(v7), last))]
-            hx[b] -= ((f0 + f1) + (f2 + f3)) + ((f4 + f5) + (f6 + f7))
-            # float64 sums: float32 sums of large counts would round
-            total[b] += ((np.float64(v0) + np.float64(v1)) + (np.float64(v2) + np.float64(v3))) + (
-                (np.float64(v4) + np.float64(v5)) + (np.float64(v6) + np.float64(v7))
-            )
-        d0 += 8
-    for d in range(d0, n_features):
-        for b in range(nt):
-            v = X[t0 + b, d]
-            xt[d, b] = v
-            hx[b] -= table[np.uint64(min(np.int64(v), last))]
-            total[b] += np.float64(v)
+        row = X[t0 + b]
+        h = 0.0
+        n = 0.0
+        for d in range(n_features):
+            v = row[d]
+            h -= table[np.int64(min(max(v, 0.0), last))]  # clamped in float: no out-of-range index
+            n += np.float64(v)  # float64: float32 sums of large counts would round
+        hx[b] = h
+        total[b] = n
     for b in range(nt):
         if total[b] > last:  # some count may lie beyond the table: redo the row exactly
             h = 0.0
@@ -173,22 +163,40 @@ def _load_tile(X, t0, nt, xt, base_code, table, hx, total):
             hx[b] += _log_factorial(total[b], table)
 
 
+def _float64_tile(xt, nt, buf):
+    """The tile ``xt`` as float64: ``xt`` itself if it is float64, else converted into ``buf``."""
+    raise NotImplementedError  # numba only, see the overload below
+
+
+@overload(_float64_tile, inline="always")
+def _float64_tile_impl(xt, nt, buf):
+    if xt.dtype == types.float64:
+        return lambda xt, nt, buf: xt
+
+    def convert(xt, nt, buf):
+        for d in range(xt.shape[0]):
+            for b in range(nt):
+                buf[d, b] = np.float64(xt[d, b])
+        return buf
+
+    return convert
+
+
 @jit(inline="always")
 def _product_tile(theta, xt, nt, ae):
     """ae[k, b] = sum_d theta[k, d] xt[d, b], four components x four features per sweep.
 
-    Features outermost: the four rows of ``xt`` stay in L1 while every
-    component's row of ``ae`` is updated; each load of four x feeds sixteen FMAs.
+    Both dimensions are padded to multiples of four (zero rows in ``theta`` and
+    ``xt``), so one register-blocked sweep does everything: features outermost,
+    the four rows of ``xt`` stay in L1 while every component's row of ``ae`` is
+    updated, and each load of four x feeds sixteen FMAs.
     """
     n_components, n_features = theta.shape
-    if n_features < 4:
-        for k in range(n_components):
-            for b in range(nt):
-                ae[k, b] = 0.0
-    d = 0
-    while d + 4 <= n_features:
-        k = 0
-        while k + 4 <= n_components:
+    for k in range(n_components):
+        for b in range(nt):
+            ae[k, b] = 0.0
+    for d in range(0, n_features, 4):
+        for k in range(0, n_components, 4):
             t00 = theta[k, d]
             t01 = theta[k, d + 1]
             t02 = theta[k, d + 2]
@@ -205,74 +213,29 @@ def _product_tile(theta, xt, nt, ae):
             t31 = theta[k + 3, d + 1]
             t32 = theta[k + 3, d + 2]
             t33 = theta[k + 3, d + 3]
-            if d == 0:
-                for b in range(nt):
-                    x0 = xt[0, b]
-                    x1 = xt[1, b]
-                    x2 = xt[2, b]
-                    x3 = xt[3, b]
-                    ae[k, b] = (x0 * t00 + x1 * t01) + (x2 * t02 + x3 * t03)
-                    ae[k + 1, b] = (x0 * t10 + x1 * t11) + (x2 * t12 + x3 * t13)
-                    ae[k + 2, b] = (x0 * t20 + x1 * t21) + (x2 * t22 + x3 * t23)
-                    ae[k + 3, b] = (x0 * t30 + x1 * t31) + (x2 * t32 + x3 * t33)
-            else:
-                for b in range(nt):
-                    x0 = xt[d, b]
-                    x1 = xt[d + 1, b]
-                    x2 = xt[d + 2, b]
-                    x3 = xt[d + 3, b]
-                    ae[k, b] += (x0 * t00 + x1 * t01) + (x2 * t02 + x3 * t03)
-                    ae[k + 1, b] += (x0 * t10 + x1 * t11) + (x2 * t12 + x3 * t13)
-                    ae[k + 2, b] += (x0 * t20 + x1 * t21) + (x2 * t22 + x3 * t23)
-                    ae[k + 3, b] += (x0 * t30 + x1 * t31) + (x2 * t32 + x3 * t33)
-            k += 4
-        while k < n_components:
-            t0 = theta[k, d]
-            t1 = theta[k, d + 1]
-            t2 = theta[k, d + 2]
-            t3 = theta[k, d + 3]
-            if d == 0:
-                for b in range(nt):
-                    ae[k, b] = (xt[0, b] * t0 + xt[1, b] * t1) + (xt[2, b] * t2 + xt[3, b] * t3)
-            else:
-                for b in range(nt):
-                    ae[k, b] += (xt[d, b] * t0 + xt[d + 1, b] * t1) + (xt[d + 2, b] * t2 + xt[d + 3, b] * t3)
-            k += 1
-        d += 4
-    while d < n_features:  # the last n_features % 4 features, one per sweep
-        k = 0
-        while k + 4 <= n_components:
-            t0 = theta[k, d]
-            t1 = theta[k + 1, d]
-            t2 = theta[k + 2, d]
-            t3 = theta[k + 3, d]
             for b in range(nt):
                 x0 = xt[d, b]
-                ae[k, b] += x0 * t0
-                ae[k + 1, b] += x0 * t1
-                ae[k + 2, b] += x0 * t2
-                ae[k + 3, b] += x0 * t3
-            k += 4
-        while k < n_components:
-            t0 = theta[k, d]
-            for b in range(nt):
-                ae[k, b] += xt[d, b] * t0
-            k += 1
-        d += 1
+                x1 = xt[d + 1, b]
+                x2 = xt[d + 2, b]
+                x3 = xt[d + 3, b]
+                ae[k, b] += (x0 * t00 + x1 * t01) + (x2 * t02 + x3 * t03)
+                ae[k + 1, b] += (x0 * t10 + x1 * t11) + (x2 * t12 + x3 * t13)
+                ae[k + 2, b] += (x0 * t20 + x1 * t21) + (x2 * t22 + x3 * t23)
+                ae[k + 3, b] += (x0 * t30 + x1 * t31) + (x2 * t32 + x3 * t33)
 
 
 @jit(inline="always")
-def _moments_tile(wr, active, n_active, xt, nt, part_S1, blk):
-    """part_S1[blk, active[j], d] += sum_b wr[j, b] xt[d, b], in 4 x 4 register blocks over (j, d).
+def _moments_tile(wr, active, n_active, xc, nt, part_S1, blk):
+    """part_S1[blk, active[j], d] += sum_b wr[j, b] xc[d, b], in 4 x 4 register blocks over (j, d).
 
-    Features outermost: the four rows of ``xt`` stay in L1 while the rows of
-    ``wr`` stream past them. Products and sums are float64.
+    ``n_active`` and the rows of the float64 tile ``xc`` are multiples of four
+    (padding rows are zero, and padded components point at a scratch row of
+    ``part_S1``). Features outermost: the four rows of ``xc`` stay in L1 while
+    the rows of ``wr`` stream past them. Products and sums are float64.
     """
-    n_features = xt.shape[0]
-    d = 0
-    while d + 4 <= n_features:
-        j = 0
-        while j + 4 <= n_active:
+    n_features = xc.shape[0]
+    for d in range(0, n_features, 4):
+        for j in range(0, n_active, 4):
             s00 = 0.0
             s01 = 0.0
             s02 = 0.0
@@ -290,10 +253,10 @@ def _moments_tile(wr, active, n_active, xt, nt, part_S1, blk):
             s32 = 0.0
             s33 = 0.0
             for b in range(nt):
-                x0 = np.float64(xt[d, b])
-                x1 = np.float64(xt[d + 1, b])
-                x2 = np.float64(xt[d + 2, b])
-                x3 = np.float64(xt[d + 3, b])
+                x0 = xc[d, b]
+                x1 = xc[d + 1, b]
+                x2 = xc[d + 2, b]
+                x3 = xc[d + 3, b]
                 r0 = wr[j, b]
                 r1 = wr[j + 1, b]
                 r2 = wr[j + 2, b]
@@ -334,50 +297,6 @@ def _moments_tile(wr, active, n_active, xt, nt, part_S1, blk):
             part_S1[blk, k3, d + 1] += s31
             part_S1[blk, k3, d + 2] += s32
             part_S1[blk, k3, d + 3] += s33
-            j += 4
-        while j < n_active:
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            for b in range(nt):
-                r = wr[j, b]
-                s0 += r * np.float64(xt[d, b])
-                s1 += r * np.float64(xt[d + 1, b])
-                s2 += r * np.float64(xt[d + 2, b])
-                s3 += r * np.float64(xt[d + 3, b])
-            k0 = active[j]
-            part_S1[blk, k0, d] += s0
-            part_S1[blk, k0, d + 1] += s1
-            part_S1[blk, k0, d + 2] += s2
-            part_S1[blk, k0, d + 3] += s3
-            j += 1
-        d += 4
-    while d < n_features:  # the last n_features % 4 features
-        j = 0
-        while j + 4 <= n_active:
-            s0 = 0.0
-            s1 = 0.0
-            s2 = 0.0
-            s3 = 0.0
-            for b in range(nt):
-                x = np.float64(xt[d, b])
-                s0 += wr[j, b] * x
-                s1 += wr[j + 1, b] * x
-                s2 += wr[j + 2, b] * x
-                s3 += wr[j + 3, b] * x
-            part_S1[blk, active[j], d] += s0
-            part_S1[blk, active[j + 1], d] += s1
-            part_S1[blk, active[j + 2], d] += s2
-            part_S1[blk, active[j + 3], d] += s3
-            j += 4
-        while j < n_active:
-            s0 = 0.0
-            for b in range(nt):
-                s0 += wr[j, b] * np.float64(xt[d, b])
-            part_S1[blk, active[j], d] += s0
-            j += 1
-        d += 1
 
 
 @jit(inline="always")
@@ -432,6 +351,129 @@ def _tile_outputs(a, nt, t0, n_components, w, s, lp, lbl, stats, out_logprob, ou
     return ll_sum, w_sum, worst, worst_row
 
 
+@jit()
+def _dense_block(
+    X,
+    sample_weight,
+    theta4,
+    const,
+    base_code,
+    log_factorial,
+    accumulate,
+    blk,
+    part_R,
+    part_S1,
+    part_stats,
+    part_worst_row,
+    out_logprob,
+    out_label,
+    out_resp,
+):
+    """One block of ``_expfam_pass``: its partial statistics into row ``blk`` of the part_* arrays.
+
+    A function of its own (not inlined into the parallel loop): numba's parfor
+    passes then never see the large body, which halves the compile time.
+    """
+    prefer_wide_vectors()  # 512-bit vectors in this function on AVX-512 hosts
+    n_samples, n_features = X.shape
+    n_components = const.shape[0]
+    k4, d4 = theta4.shape
+    has_weights = sample_weight.shape[0] > 0
+    tile_rows = TILE_ROWS
+    start = blk * BLOCK_ROWS
+    stop = min(start + BLOCK_ROWS, n_samples)
+    # the product in the data's precision (float32: twice the SIMD lanes), the rest float64
+    xt = _aligned(d4, tile_rows, X.dtype)
+    for d in range(n_features, d4):  # padding features, never overwritten
+        for b in range(tile_rows):
+            xt[d, b] = 0.0
+    # float64 copy of a float32 tile for the moments (one conversion per tile, not per component)
+    xc_buf = _aligned(d4 if X.itemsize < 8 else 0, tile_rows, np.float64)
+    ae = _aligned(k4, tile_rows, X.dtype)
+    a = _aligned(k4, tile_rows, np.float64)
+    w = _aligned(1, tile_rows, np.float64)[0]
+    ws = _aligned(1, tile_rows, np.float64)[0]
+    mx = _aligned(1, tile_rows, np.float64)[0]
+    s = _aligned(1, tile_rows, np.float64)[0]
+    hx = _aligned(1, tile_rows, np.float64)[0]
+    lp = _aligned(1, tile_rows, np.float64)[0]
+    pbuf = _aligned(1, tile_rows, np.float64)[0]
+    lbl = _aligned(1, tile_rows, np.int64)[0]
+    ibuf = _aligned(1, tile_rows, np.int64)[0]
+    fbuf = ibuf.view(np.float64)
+    active = np.empty(k4, dtype=np.int64)
+    stats = (0.0, 0.0, np.inf, 0)
+    for t0 in range(start, stop, tile_rows):
+        nt = min(tile_rows, stop - t0)
+        _load_tile(X, t0, nt, xt, base_code, log_factorial, hx, s)
+        if has_weights:
+            for b in range(nt):
+                w[b] = sample_weight[t0 + b]
+        else:
+            for b in range(nt):
+                w[b] = 1.0
+
+        _product_tile(theta4, xt, nt, ae)
+        # float64 from here on, with the running maximum and its argmax
+        for b in range(nt):
+            mx[b] = -np.inf
+            lbl[b] = 0
+        for k in range(n_components):
+            c = const[k]
+            for b in range(nt):
+                v = c + np.float64(ae[k, b])
+                a[k, b] = v
+                if v > mx[b]:
+                    mx[b] = v
+                    lbl[b] = k
+        _softmax_tile(a, nt, n_components, mx, lbl, s, hx, lp, pbuf, ibuf, fbuf)
+        stats = _tile_outputs(a, nt, t0, n_components, w, s, lp, lbl, stats, out_logprob, out_label, out_resp)
+
+        if not accumulate:
+            continue
+        # responsibilities times sample weights, r_kb w_b = a_kb (w_b / sum_k a_kb), packed
+        # into the first rows of ``a`` for the components with a nonzero sum over the tile
+        for b in range(nt):
+            ws[b] = w[b] * s[b]
+        n_active = 0
+        for k in range(n_components):
+            r_sum = 0.0
+            for b in range(nt):
+                v = a[k, b] * ws[b]
+                a[n_active, b] = v
+                r_sum += v
+            if r_sum != 0.0:
+                part_R[blk, k] += r_sum
+                active[n_active] = k
+                n_active += 1
+        while n_active % 4 != 0:  # zero rows, summed into the scratch row
+            for b in range(nt):
+                a[n_active, b] = 0.0
+            active[n_active] = n_components
+            n_active += 1
+        xc = _float64_tile(xt, nt, xc_buf)
+        _moments_tile(a, active, n_active, xc, nt, part_S1, blk)
+    part_stats[blk, 0] = stats[0]
+    part_stats[blk, 1] = stats[1]
+    part_stats[blk, 2] = stats[2]
+    part_worst_row[blk] = stats[3]
+
+
+@jit(inline="always")
+def _merge_scalars(
+    part_stats, part_worst_row, slot, blk, n_samples, row_offset, acc_scalars, acc_worst_index
+):
+    """acc_scalars, acc_worst_index += block ``blk``'s (in ``slot`` of the partials); True if new worst."""
+    acc_scalars[0] += part_stats[slot, 0]
+    acc_scalars[1] += part_stats[slot, 1]
+    acc_scalars[3] += min(BLOCK_ROWS, n_samples - blk * BLOCK_ROWS)
+    if part_stats[slot, 2] < acc_scalars[2]:
+        acc_scalars[2] = part_stats[slot, 2]
+        acc_worst_index[0] = row_offset + part_worst_row[slot]
+        return True
+    return False
+
+
 @jit(parallel=True)
 def _expfam_pass(
     X,
@@ -451,99 +493,77 @@ def _expfam_pass(
     out_label,
     out_resp,
 ):
+    """E-step over the rows of ``X``, with the sufficient statistics added into the accumulators.
+
+    Parameters
+    ----------
+    X : ndarray of shape (N, D), float32 or float64, C-contiguous
+        Rows; for base codes 1 and 2 non-negative integer counts.
+    sample_weight : ndarray of shape (N,) or (0,), float64
+        Row weights; empty means all 1. Rows of weight 0 add nothing.
+    theta : ndarray of shape (K, D), X's dtype
+        Natural parameters (finite).
+    const : ndarray of shape (K,), float64
+        log pi_k + c_k (-inf switches a component off).
+    base_code : int
+        h(x): 0 none, 1 Poisson, 2 multinomial (``BASE_CODES``).
+    log_factorial : ndarray of shape (L,), float64
+        log(j!) for j < L (``log_factorial_table``); lgamma beyond it.
+    accumulate : bool
+        Add R and S1 (otherwise only the scalars and the outputs).
+    row_offset : int
+        Index of X's first row in the whole data set (for ``acc_worst_index``).
+    acc_R, acc_S1 : ndarray of shape (K,) and (K, D), float64
+        R_k += sum_b w_b r_kb and S1_kd += sum_b w_b r_kb x_bd.
+    acc_scalars : ndarray of shape (4,), float64
+        [sum of w logprob over w > 0, sum of w, min logprob over w > 0, rows].
+    acc_worst_index, acc_worst_x : ndarray of shape (1,) int64 and (D,) float64
+        Index and values of the row of that minimum, when this call lowers it.
+    out_logprob, out_label, out_resp : ndarray of shape (N,), (N,) int64, (N, K); or empty
+        Per-row log p(x_b), argmax_k a_kb and responsibilities, if not empty.
+    """
     n_samples, n_features = X.shape
     n_components = theta.shape[0]
     n_blocks = (n_samples + BLOCK_ROWS - 1) // BLOCK_ROWS
-    has_weights = sample_weight.shape[0] > 0
     n_acc = n_blocks if accumulate else 0
-    tile_rows = TILE_ROWS
+    # components and features padded to multiples of 4 for the register-blocked sweeps
+    k4 = (n_components + 3) // 4 * 4
+    d4 = (n_features + 3) // 4 * 4
+    theta4 = np.zeros((k4, d4), dtype=theta.dtype)
+    for k in range(n_components):
+        for d in range(n_features):
+            theta4[k, d] = theta[k, d]
 
     part_R = np.zeros((n_acc, n_components))
-    part_S1 = np.zeros((n_acc, n_components, n_features))
-    part_ll = np.zeros(n_blocks)
-    part_w = np.zeros(n_blocks)
-    part_worst = np.full(n_blocks, np.inf)
-    part_worst_row = np.zeros(n_blocks, dtype=np.int64)
+    # one scratch row (index n_components) for the padding components
+    part_S1 = np.zeros((n_acc, n_components + 1, d4))
+    part_stats = np.empty((n_blocks, 3))
+    part_worst_row = np.empty(n_blocks, dtype=np.int64)
 
     for blk in prange(n_blocks):
-        prefer_wide_vectors()  # 512-bit vectors in this loop body on AVX-512 hosts
-        start = blk * BLOCK_ROWS
-        stop = min(start + BLOCK_ROWS, n_samples)
-        # the product in the data's precision (float32: twice the SIMD lanes), the rest float64
-        xt = _aligned(n_features, tile_rows, X.dtype)
-        ae = _aligned(n_components, tile_rows, X.dtype)
-        a = _aligned(n_components, tile_rows, np.float64)
-        w = _aligned(1, tile_rows, np.float64)[0]
-        ws = _aligned(1, tile_rows, np.float64)[0]
-        mx = _aligned(1, tile_rows, np.float64)[0]
-        s = _aligned(1, tile_rows, np.float64)[0]
-        hx = _aligned(1, tile_rows, np.float64)[0]
-        lp = _aligned(1, tile_rows, np.float64)[0]
-        pbuf = _aligned(1, tile_rows, np.float64)[0]
-        lbl = _aligned(1, tile_rows, np.int64)[0]
-        ibuf = _aligned(1, tile_rows, np.int64)[0]
-        fbuf = ibuf.view(np.float64)
-        active = np.empty(n_components, dtype=np.int64)
-        stats = (0.0, 0.0, np.inf, 0)
-        for t0 in range(start, stop, tile_rows):
-            nt = min(tile_rows, stop - t0)
-            _load_tile(X, t0, nt, xt, base_code, log_factorial, hx, s)
-            if has_weights:
-                for b in range(nt):
-                    w[b] = sample_weight[t0 + b]
-            else:
-                for b in range(nt):
-                    w[b] = 1.0
-
-            _product_tile(theta, xt, nt, ae)
-            # float64 from here on, with the running maximum and its argmax
-            for b in range(nt):
-                mx[b] = -np.inf
-                lbl[b] = 0
-            for k in range(n_components):
-                c = const[k]
-                for b in range(nt):
-                    v = c + np.float64(ae[k, b])
-                    a[k, b] = v
-                    if v > mx[b]:
-                        mx[b] = v
-                        lbl[b] = k
-            _softmax_tile(a, nt, n_components, mx, lbl, s, hx, lp, pbuf, ibuf, fbuf)
-            stats = _tile_outputs(
-                a, nt, t0, n_components, w, s, lp, lbl, stats, out_logprob, out_label, out_resp
-            )
-
-            if not accumulate:
-                continue
-            # responsibilities times sample weights, r_kb w_b = a_kb (w_b / sum_k a_kb), packed
-            # into the first rows of ``a`` for the components with a nonzero sum over the tile
-            for b in range(nt):
-                ws[b] = w[b] * s[b]
-            n_active = 0
-            for k in range(n_components):
-                r_sum = 0.0
-                for b in range(nt):
-                    v = a[k, b] * ws[b]
-                    a[n_active, b] = v
-                    r_sum += v
-                if r_sum != 0.0:
-                    part_R[blk, k] += r_sum
-                    active[n_active] = k
-                    n_active += 1
-            _moments_tile(a, active, n_active, xt, nt, part_S1, blk)
-        part_ll[blk] = stats[0]
-        part_w[blk] = stats[1]
-        part_worst[blk] = stats[2]
-        part_worst_row[blk] = stats[3]
+        _dense_block(
+            X,
+            sample_weight,
+            theta4,
+            const,
+            base_code,
+            log_factorial,
+            accumulate,
+            blk,
+            part_R,
+            part_S1,
+            part_stats,
+            part_worst_row,
+            out_logprob,
+            out_label,
+            out_resp,
+        )
 
     # serial, ordered merge: independent of the thread count
     for blk in range(n_blocks):
-        acc_scalars[0] += part_ll[blk]
-        acc_scalars[1] += part_w[blk]
-        acc_scalars[3] += min(BLOCK_ROWS, n_samples - blk * BLOCK_ROWS)
-        if part_worst[blk] < acc_scalars[2]:
-            acc_scalars[2] = part_worst[blk]
-            acc_worst_index[0] = row_offset + part_worst_row[blk]
+        if _merge_scalars(
+            part_stats, part_worst_row, blk, blk, n_samples, row_offset, acc_scalars, acc_worst_index
+        ):
             for d in range(n_features):
                 acc_worst_x[d] = X[part_worst_row[blk], d]
         if accumulate:
@@ -551,6 +571,138 @@ def _expfam_pass(
                 acc_R[k] += part_R[blk, k]
                 for d in range(n_features):
                     acc_S1[k, d] += part_S1[blk, k, d]
+
+
+@jit()
+def _csr_block(
+    data,
+    indices,
+    indptr,
+    sample_weight,
+    theta_t,
+    const,
+    base_code,
+    log_factorial,
+    accumulate,
+    blk,
+    slot,
+    local,
+    part_cols,
+    part_n_cols,
+    part_R,
+    part_S1,
+    part_stats,
+    part_worst_row,
+    out_logprob,
+    out_label,
+    out_resp,
+):
+    """One block of ``_expfam_pass_csr``: its partial statistics into slot ``slot`` of the part_* arrays.
+
+    The block's S1 partial ``part_S1[slot, c]`` has one row per distinct column
+    ``part_cols[slot, c]`` of the block (``part_n_cols[slot]`` of them), in order
+    of first appearance; ``local[slot]`` maps columns to those rows (-1: not
+    seen) and is restored to all -1 on return.
+    """
+    prefer_wide_vectors()  # 512-bit vectors in this function on AVX-512 hosts
+    n_samples = indptr.shape[0] - 1
+    n_components = theta_t.shape[1]
+    has_weights = sample_weight.shape[0] > 0
+    tile_rows = TILE_ROWS
+    start = blk * BLOCK_ROWS
+    stop = min(start + BLOCK_ROWS, n_samples)
+    at = _aligned(tile_rows, n_components, np.float64)
+    a = _aligned(n_components, tile_rows, np.float64)
+    w = _aligned(1, tile_rows, np.float64)[0]
+    ws = _aligned(1, tile_rows, np.float64)[0]
+    mx = _aligned(1, tile_rows, np.float64)[0]
+    s = _aligned(1, tile_rows, np.float64)[0]
+    hx = _aligned(1, tile_rows, np.float64)[0]
+    lp = _aligned(1, tile_rows, np.float64)[0]
+    pbuf = _aligned(1, tile_rows, np.float64)[0]
+    lbl = _aligned(1, tile_rows, np.int64)[0]
+    ibuf = _aligned(1, tile_rows, np.int64)[0]
+    fbuf = ibuf.view(np.float64)
+    if accumulate:
+        for k in range(n_components):
+            part_R[slot, k] = 0.0
+    n_cols = 0
+    stats = (0.0, 0.0, np.inf, 0)
+    for t0 in range(start, stop, tile_rows):
+        nt = min(tile_rows, stop - t0)
+        if has_weights:
+            for b in range(nt):
+                w[b] = sample_weight[t0 + b]
+        else:
+            for b in range(nt):
+                w[b] = 1.0
+        # E-step row by row: at[b, k] = sum over nonzeros theta_kj x_j; h(x_b) from the nonzeros
+        for b in range(nt):
+            for k in range(n_components):
+                at[b, k] = 0.0
+            h = 0.0
+            total = 0.0
+            for p in range(indptr[t0 + b], indptr[t0 + b + 1]):
+                j = indices[p]
+                v = np.float64(data[p])
+                for k in range(n_components):
+                    at[b, k] += v * theta_t[j, k]
+                if base_code != 0:
+                    h -= _log_factorial(v, log_factorial)
+                    total += v
+            if base_code == 2:
+                h += _log_factorial(total, log_factorial)
+            hx[b] = h
+        for b in range(nt):
+            mx[b] = -np.inf
+            lbl[b] = 0
+        for k in range(n_components):
+            c = const[k]
+            for b in range(nt):
+                v = c + at[b, k]
+                a[k, b] = v
+                if v > mx[b]:
+                    mx[b] = v
+                    lbl[b] = k
+        _softmax_tile(a, nt, n_components, mx, lbl, s, hx, lp, pbuf, ibuf, fbuf)
+        stats = _tile_outputs(a, nt, t0, n_components, w, s, lp, lbl, stats, out_logprob, out_label, out_resp)
+
+        if not accumulate:
+            continue
+        for b in range(nt):
+            ws[b] = w[b] * s[b]
+        for k in range(n_components):
+            r_sum = 0.0
+            for b in range(nt):
+                v = a[k, b] * ws[b]
+                at[b, k] = v
+                r_sum += v
+            part_R[slot, k] += r_sum
+        # S1 touches only the row's nonzero columns (rows of weight 0 add nothing)
+        for b in range(nt):
+            if ws[b] == 0.0:
+                continue
+            for p in range(indptr[t0 + b], indptr[t0 + b + 1]):
+                j = indices[p]
+                c = local[slot, j]
+                if c < 0:  # first time this column occurs in the block
+                    c = n_cols
+                    n_cols += 1
+                    local[slot, j] = c
+                    part_cols[slot, c] = j
+                    for k in range(n_components):
+                        part_S1[slot, c, k] = 0.0
+                v = np.float64(data[p])
+                for k in range(n_components):
+                    part_S1[slot, c, k] += v * at[b, k]
+    for c in range(n_cols):
+        local[slot, part_cols[slot, c]] = -1
+    if accumulate:
+        part_n_cols[slot] = n_cols
+    part_stats[slot, 0] = stats[0]
+    part_stats[slot, 1] = stats[1]
+    part_stats[slot, 2] = stats[2]
+    part_worst_row[slot] = stats[3]
 
 
 @jit(parallel=True)
@@ -575,151 +727,94 @@ def _expfam_pass_csr(
     out_label,
     out_resp,
 ):
+    """``_expfam_pass`` for a CSR matrix given by ``data``, ``indices``, ``indptr`` and ``n_features``.
+
+    ``data`` float32 or float64, ``indices`` and ``indptr`` int32 or int64;
+    ``indptr`` may be a slice of a larger matrix's (offsets into ``data`` are
+    used as they are). Columns must be in [0, n_features); for base codes 1 and
+    2 no column may repeat within a row. ``theta`` may be float32 or float64
+    (the sums are float64); the other arguments are as for ``_expfam_pass``,
+    and ``acc_worst_x`` receives the worst row densified.
+    """
     n_samples = indptr.shape[0] - 1
     n_components = theta.shape[0]
     n_blocks = (n_samples + BLOCK_ROWS - 1) // BLOCK_ROWS
-    has_weights = sample_weight.shape[0] > 0
-    n_acc = n_blocks if accumulate else 0
-    tile_rows = TILE_ROWS
     # theta transposed (and float64) once, so that the sum over k for one nonzero is contiguous
     theta_t = np.empty((n_features, n_components))
-    for k in range(n_components):
-        for j in range(n_features):
+    for j in range(n_features):
+        for k in range(n_components):
             theta_t[j, k] = theta[k, j]
-
-    # Per-block S1 partials hold only the columns that occur in the block:
-    # first count them, then give each block its slice of one flat array.
-    first_col = np.zeros(n_acc + 1, dtype=np.int64)
-    for blk in prange(n_acc):
-        seen = np.zeros(n_features, dtype=np.bool_)
-        n_cols = 0
-        for p in range(indptr[blk * BLOCK_ROWS], indptr[min((blk + 1) * BLOCK_ROWS, n_samples)]):
-            j = indices[p]
-            if not seen[j]:
-                seen[j] = True
-                n_cols += 1
-        first_col[blk + 1] = n_cols
-    for blk in range(n_acc):
-        first_col[blk + 1] += first_col[blk]
-    part_cols = np.empty(first_col[n_acc], dtype=np.int64)
-    part_S1 = np.zeros((first_col[n_acc], n_components))
-    part_R = np.zeros((n_acc, n_components))
-    part_ll = np.zeros(n_blocks)
-    part_w = np.zeros(n_blocks)
-    part_worst = np.full(n_blocks, np.inf)
-    part_worst_row = np.zeros(n_blocks, dtype=np.int64)
-
-    for blk in prange(n_blocks):
-        prefer_wide_vectors()  # 512-bit vectors in this loop body on AVX-512 hosts
-        start = blk * BLOCK_ROWS
-        stop = min(start + BLOCK_ROWS, n_samples)
-        at = _aligned(tile_rows, n_components, np.float64)
-        a = _aligned(n_components, tile_rows, np.float64)
-        w = _aligned(1, tile_rows, np.float64)[0]
-        ws = _aligned(1, tile_rows, np.float64)[0]
-        mx = _aligned(1, tile_rows, np.float64)[0]
-        s = _aligned(1, tile_rows, np.float64)[0]
-        hx = _aligned(1, tile_rows, np.float64)[0]
-        lp = _aligned(1, tile_rows, np.float64)[0]
-        pbuf = _aligned(1, tile_rows, np.float64)[0]
-        lbl = _aligned(1, tile_rows, np.int64)[0]
-        ibuf = _aligned(1, tile_rows, np.int64)[0]
-        fbuf = ibuf.view(np.float64)
-        # block-local column numbers, in order of first appearance
-        local = np.empty(n_features if accumulate else 0, dtype=np.int64)
-        if accumulate:
-            local[:] = -1
-            base = first_col[blk]
-            n_cols = 0
-            for p in range(indptr[start], indptr[stop]):
-                j = indices[p]
-                if local[j] < 0:
-                    local[j] = n_cols
-                    part_cols[base + n_cols] = j
-                    n_cols += 1
-        stats = (0.0, 0.0, np.inf, 0)
-        for t0 in range(start, stop, tile_rows):
-            nt = min(tile_rows, stop - t0)
-            if has_weights:
-                for b in range(nt):
-                    w[b] = sample_weight[t0 + b]
-            else:
-                for b in range(nt):
-                    w[b] = 1.0
-            # E-step row by row: at[b, k] = sum over nonzeros theta_kj x_j; h(x_b) from the nonzeros
-            for b in range(nt):
-                for k in range(n_components):
-                    at[b, k] = 0.0
-                h = 0.0
-                total = 0.0
-                for p in range(indptr[t0 + b], indptr[t0 + b + 1]):
-                    j = indices[p]
-                    v = np.float64(data[p])
-                    for k in range(n_components):
-                        at[b, k] += v * theta_t[j, k]
-                    if base_code != 0:
-                        h -= _log_factorial(v, log_factorial)
-                        total += v
-                if base_code == 2:
-                    h += _log_factorial(total, log_factorial)
-                hx[b] = h
-            for b in range(nt):
-                mx[b] = -np.inf
-                lbl[b] = 0
+    # Blocks run in waves; each wave's partials are merged in block order before
+    # the next wave reuses their slots. A block's S1 partial has up to
+    # min(D, its nonzeros) rows, and the slots share a memory budget, so memory
+    # stays bounded for any D; the result does not depend on the wave size.
+    cap = 0
+    if accumulate:
+        for blk in range(n_blocks):
+            nnz = indptr[min((blk + 1) * BLOCK_ROWS, n_samples)] - indptr[blk * BLOCK_ROWS]
+            cap = max(cap, min(n_features, nnz))
+    slot_bytes = 8 * (cap * (n_components + 1) + n_features)
+    n_slots = max(2, min(_CSR_MAX_SLOTS, _CSR_SLOTS_BUDGET_BYTES // max(slot_bytes, 1)))
+    n_slots = max(1, min(n_slots, n_blocks))
+    n_acc_slots = n_slots if accumulate else 0
+    part_S1 = np.empty((n_acc_slots, cap, n_components))
+    part_cols = np.empty((n_acc_slots, cap), dtype=np.int64)
+    part_n_cols = np.zeros(n_acc_slots, dtype=np.int64)
+    local = np.full((n_acc_slots, n_features), -1, dtype=np.int64)
+    part_R = np.zeros((n_acc_slots, n_components))
+    part_stats = np.empty((n_slots, 3))
+    part_worst_row = np.empty(n_slots, dtype=np.int64)
+    # S1 merged column-major: each block adds contiguous rows (acc_S1 is restored at the end)
+    s1_t = np.empty((n_features if accumulate else 0, n_components))
+    if accumulate:
+        for j in range(n_features):
             for k in range(n_components):
-                c = const[k]
-                for b in range(nt):
-                    v = c + at[b, k]
-                    a[k, b] = v
-                    if v > mx[b]:
-                        mx[b] = v
-                        lbl[b] = k
-            _softmax_tile(a, nt, n_components, mx, lbl, s, hx, lp, pbuf, ibuf, fbuf)
-            stats = _tile_outputs(
-                a, nt, t0, n_components, w, s, lp, lbl, stats, out_logprob, out_label, out_resp
+                s1_t[j, k] = acc_S1[k, j]
+
+    for first in range(0, n_blocks, n_slots):
+        n_wave = min(n_slots, n_blocks - first)
+        for slot in prange(n_wave):
+            _csr_block(
+                data,
+                indices,
+                indptr,
+                sample_weight,
+                theta_t,
+                const,
+                base_code,
+                log_factorial,
+                accumulate,
+                first + slot,
+                slot,
+                local,
+                part_cols,
+                part_n_cols,
+                part_R,
+                part_S1,
+                part_stats,
+                part_worst_row,
+                out_logprob,
+                out_label,
+                out_resp,
             )
-
-            if not accumulate:
-                continue
-            for b in range(nt):
-                ws[b] = w[b] * s[b]
-            for k in range(n_components):
-                r_sum = 0.0
-                for b in range(nt):
-                    v = a[k, b] * ws[b]
-                    at[b, k] = v
-                    r_sum += v
-                part_R[blk, k] += r_sum
-            # S1 touches only the row's nonzero columns (rows of weight 0 add nothing)
-            for b in range(nt):
-                if ws[b] == 0.0:
-                    continue
-                for p in range(indptr[t0 + b], indptr[t0 + b + 1]):
-                    c = first_col[blk] + local[indices[p]]
-                    v = np.float64(data[p])
-                    for k in range(n_components):
-                        part_S1[c, k] += v * at[b, k]
-        part_ll[blk] = stats[0]
-        part_w[blk] = stats[1]
-        part_worst[blk] = stats[2]
-        part_worst_row[blk] = stats[3]
-
-    # serial, ordered merge: independent of the thread count
-    for blk in range(n_blocks):
-        acc_scalars[0] += part_ll[blk]
-        acc_scalars[1] += part_w[blk]
-        acc_scalars[3] += min(BLOCK_ROWS, n_samples - blk * BLOCK_ROWS)
-        if part_worst[blk] < acc_scalars[2]:
-            acc_scalars[2] = part_worst[blk]
-            row = part_worst_row[blk]
-            acc_worst_index[0] = row_offset + row
-            acc_worst_x[:] = 0.0
-            for p in range(indptr[row], indptr[row + 1]):
-                acc_worst_x[indices[p]] += data[p]
-        if accumulate:
-            for k in range(n_components):
-                acc_R[k] += part_R[blk, k]
-            for c in range(first_col[blk], first_col[blk + 1]):
-                j = part_cols[c]
+        # serial, ordered merge: independent of the thread count
+        for slot in range(n_wave):
+            blk = first + slot
+            if _merge_scalars(
+                part_stats, part_worst_row, slot, blk, n_samples, row_offset, acc_scalars, acc_worst_index
+            ):
+                row = part_worst_row[slot]
+                acc_worst_x[:] = 0.0
+                for p in range(indptr[row], indptr[row + 1]):
+                    acc_worst_x[indices[p]] += data[p]
+            if accumulate:
                 for k in range(n_components):
-                    acc_S1[k, j] += part_S1[c, k]
+                    acc_R[k] += part_R[slot, k]
+                for c in range(part_n_cols[slot]):
+                    j = part_cols[slot, c]
+                    for k in range(n_components):
+                        s1_t[j, k] += part_S1[slot, c, k]
+    if accumulate:
+        for k in range(n_components):
+            for j in range(n_features):
+                acc_S1[k, j] = s1_t[j, k]
