@@ -1,17 +1,18 @@
-"""Initial responsibilities: k-means (k-means++ seeding + Lloyd), k-means++, random, from data.
+"""Initial responsibilities: k-means (best of several seedings + Lloyd), k-means++, random, from data.
 
 Every method yields responsibilities (hard or soft); each family turns their
 weighted statistics into initial parameters (its M-step), as in scikit-learn,
 and the user's ``*_init`` arrays then override the corresponding parts. All randomness comes from one
 ``numpy.random.RandomState``, so a fit is reproducible from ``random_state``.
-Memory: O(n_samples) for the k-means distances and labels, plus chunks of
-``_CHUNK`` rows; never an N x K array.
+Memory: O(n_samples) for the k-means distances and labels, a seeding sample of
+at most 32 MiB, plus chunks of ``_CHUNK`` rows; never an N x K array.
 """
 
 from __future__ import annotations
 
 import math
 
+import numba
 import numpy as np
 
 from ._kernels._config import BLOCK_ROWS
@@ -23,6 +24,16 @@ _NO_F64 = np.empty(0)
 #: Lloyd iteration cap and tolerance (relative to the mean feature variance).
 LLOYD_MAX_ITER = 100
 LLOYD_TOL = 1e-4
+#: k-means++ seedings tried on the sample (each refined by Lloyd there); the lowest inertia wins.
+N_SEEDINGS = 8
+#: rows of the seeding sample: at most this many (and at most 32 MiB of float64) ...
+SEEDING_SAMPLE_ROWS = 10_000
+#: ... but at least this many per cluster
+SEEDING_SAMPLE_PER_COMPONENT = 50
+#: Lloyd iterations per competing seeding on the sample (the winner then runs to convergence there)
+SEEDING_LLOYD_MAX_ITER = 20
+#: Lloyd iterations on all rows from the sample's converged centers (each is a pass over the data)
+FULL_LLOYD_MAX_ITER = 3
 
 
 def kmeans_plusplus(
@@ -94,15 +105,27 @@ def lloyd(
     """Lloyd iterations from ``centers``; returns (centers, labels).
 
     Stops when the squared center movement falls below ``tol`` times the mean
-    feature variance. An empty cluster keeps its previous center.
+    feature variance (scikit-learn's rule). An empty cluster is moved to the
+    row farthest from its center, as in scikit-learn: a center left where no
+    row is nearest would give an empty mixture component.
     """
+    centers, labels, _ = _lloyd(X, sample_weight, centers, max_iter, tol)
+    return centers, labels
+
+
+def _lloyd(
+    X: np.ndarray, sample_weight: np.ndarray | None, centers: np.ndarray, max_iter: int, tol: float
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """:func:`lloyd`, also returning the inertia of the last assignment."""
     n_samples = X.shape[0]
     n_clusters, n_features = centers.shape
     sw = _NO_F64 if sample_weight is None else sample_weight
     tol_abs = tol * _mean_variance(X, sample_weight)
     labels = np.empty(n_samples, dtype=np.int32)
+    dists = np.empty(n_samples)
     centers = np.array(centers, dtype=np.float64)
     step = BLOCK_ROWS * max(4, min(1024, (8 * 2**20) // (8 * n_clusters * (n_features + 1))))
+    inertia = np.zeros(1)
     for _ in range(max_iter):
         sums = np.zeros((n_clusters, n_features))
         counts = np.zeros(n_clusters)
@@ -111,15 +134,100 @@ def lloyd(
             stop = min(n_samples, start + step)
             _lloyd_step(
                 X[start:stop], sw[start:stop] if sw.size else _NO_F64, centers,
-                labels[start:stop], sums, counts, inertia,
+                labels[start:stop], dists[start:stop], sums, counts, inertia,
             )  # fmt: skip
         moved = np.zeros_like(centers)
         filled = counts > 0
         moved[filled] = sums[filled] / counts[filled, None]
         centers += moved
+        if not filled.all() and _relocate_empty(X, sample_weight, centers, ~filled, dists):
+            continue  # never stop right after a relocation
         if np.sum(moved**2) <= tol_abs:
             break
-    return centers, labels
+    return centers, labels, float(inertia[0])
+
+
+def _relocate_empty(
+    X: np.ndarray, sample_weight: np.ndarray | None, centers: np.ndarray, empty: np.ndarray, dists: np.ndarray
+) -> bool:
+    """Move each empty cluster's center to one of the rows farthest from their centers (in place).
+
+    Rows of weight 0 are never chosen; returns False when no row is left to
+    move to (all rows sit on their centers).
+    """
+    far = dists if sample_weight is None else np.where(sample_weight > 0, dists, -1.0)
+    n_empty = int(empty.sum())
+    n_take = min(n_empty, far.shape[0])
+    rows = np.argpartition(far, far.shape[0] - n_take)[far.shape[0] - n_take :]
+    rows = rows[np.argsort(-far[rows], kind="stable")]
+    rows = rows[far[rows] > 0.0]
+    if rows.size == 0:
+        return False
+    for k, row in zip(np.flatnonzero(empty), rows, strict=False):
+        centers[k] = X[row]
+        dists[row] = 0.0
+    return True
+
+
+def _seeding_sample(
+    X: np.ndarray, sample_weight: np.ndarray | None, n_clusters: int, random_state: np.random.RandomState
+) -> tuple[np.ndarray, np.ndarray | None, bool]:
+    """Rows on which the seedings compete: ``(rows, weights, is_all)``.
+
+    A uniform sample without replacement; with sample weights, a draw with
+    probability proportional to the weight whose distinct rows carry their
+    multiplicity as weight (so the sample estimates the weighted inertia).
+    The size is bounded in bytes as well as in rows.
+    """
+    n_samples, n_features = X.shape
+    m = max(SEEDING_SAMPLE_PER_COMPONENT * n_clusters, min(SEEDING_SAMPLE_ROWS, 2**25 // (8 * n_features)))
+    if m >= n_samples:
+        return X, sample_weight, True
+    if sample_weight is None:
+        rows = np.sort(random_state.choice(n_samples, size=m, replace=False))
+        return np.ascontiguousarray(X[rows]), None, False
+    drawn = random_state.choice(n_samples, size=m, replace=True, p=sample_weight / sample_weight.sum())
+    rows, counts = np.unique(drawn, return_counts=True)
+    return np.ascontiguousarray(X[rows]), counts.astype(np.float64), False
+
+
+def kmeans(
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    n_clusters: int,
+    random_state: np.random.RandomState,
+    n_seedings: int = N_SEEDINGS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means for initialisation: the best of several seedings on a sample, then Lloyd on all rows.
+
+    Each of ``n_seedings`` greedy k-means++ seedings is refined by Lloyd on a
+    sample of the rows (:func:`_seeding_sample`); the centers with the lowest
+    sample inertia run to convergence there, then start a few Lloyd iterations
+    on all rows (EM does the rest). One seeding (scikit-learn's
+    default) falls into a merged-and-split local optimum whenever two seeds land
+    in one cluster; the best of several rarely does, and the sample keeps the
+    extra seedings cheap. Returns (centers, labels).
+    """
+    Xs, sws, is_all = _seeding_sample(X, sample_weight, n_clusters, random_state)
+    # the sample is small: one thread avoids hundreds of short parallel launches, which cost far
+    # more than the work on a busy machine (the kernels' results do not depend on the thread count)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        best = None
+        for _ in range(n_seedings):
+            seeds = kmeans_plusplus(Xs, sws, n_clusters, random_state)
+            start = np.asarray(Xs[seeds], dtype=np.float64)
+            centers, labels, inertia = _lloyd(Xs, sws, start, SEEDING_LLOYD_MAX_ITER, LLOYD_TOL)
+            if best is None or inertia < best[2]:
+                best = (centers, labels, inertia)
+        assert best is not None
+        centers, labels, _ = _lloyd(Xs, sws, best[0], LLOYD_MAX_ITER, LLOYD_TOL)
+    finally:
+        numba.set_num_threads(threads)
+    if is_all:
+        return centers, labels
+    return lloyd(X, sample_weight, centers, max_iter=FULL_LLOYD_MAX_ITER)
 
 
 def _one_hot(labels: np.ndarray, n_components: int):
@@ -162,6 +270,7 @@ def responsibility_chunks(
     n_components: int,
     init_params: str,
     random_state: np.random.RandomState,
+    restart: int = 0,
 ):
     """Initial responsibilities as a chunk function, and the centres they came from.
 
@@ -169,11 +278,16 @@ def responsibility_chunks(
     (stop - start, K) responsibilities of those rows (hard for the k-means and
     seed methods, soft for "random"); ``centers`` is (K, D) float64, or None
     for "random". Families turn these into their initial statistics.
+    ``restart``: the index of the initialisation (``n_init``). For "kmeans" the
+    first one lets ``N_SEEDINGS`` k-means++ seedings compete (see :func:`kmeans`);
+    later ones use a single seeding, because competing seedings mostly agree and
+    restarts are there to explore other optima. The first initialisation
+    of ``n_init=5`` is then that of ``n_init=1``, so more restarts never do worse.
     """
     n_samples = X.shape[0]
     if init_params == "kmeans":
-        seeds = kmeans_plusplus(X, sample_weight, n_components, random_state)
-        centers, labels = lloyd(X, sample_weight, np.asarray(X[seeds], dtype=np.float64))
+        n_seedings = N_SEEDINGS if restart == 0 else 1
+        centers, labels = kmeans(X, sample_weight, n_components, random_state, n_seedings)
         return _one_hot(labels, n_components), centers
     if init_params == "k-means++":
         seeds = kmeans_plusplus(X, sample_weight, n_components, random_state)

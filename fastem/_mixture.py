@@ -271,12 +271,12 @@ class BaseMixture(EstimatorBase):
                 # the log posterior per unit weight at the E-step's parameters
                 return (stats.loglik_sum + family.log_prior(params)) / stats.weight_sum
 
-        def initialise(_: int):
+        def initialise(restart: int):
             if warm:
                 return self._params()
             return family.initial_params(
                 plan.init_X, plan.init_sample_weight, n_components=self.n_components,
-                init_params=self.init_params, random_state=random_state, **init_arrays,
+                init_params=self.init_params, random_state=random_state, restart=restart, **init_arrays,
             )  # fmt: skip
 
         if self.accelerate is not None and algorithm == "online":

@@ -56,8 +56,11 @@ def _candidate_potentials(X, sample_weight, closest, candidates):
 
 
 @jit(parallel=True)
-def _lloyd_step(X, sample_weight, centers, labels, acc_sums, acc_counts, acc_inertia):
+def _lloyd_step(X, sample_weight, centers, labels, dists, acc_sums, acc_counts, acc_inertia):
     """Assign each row to its nearest center and accumulate per-cluster sums.
+
+    ``dists[i]`` receives the squared distance of row i to its center (used to
+    relocate an empty cluster to the farthest row).
 
     Sums are taken around the current centers (``acc_sums[k] += w (x - c_k)``)
     so that the update ``c_k + acc_sums[k] / acc_counts[k]`` stays accurate for
@@ -86,6 +89,7 @@ def _lloyd_step(X, sample_weight, centers, labels, acc_sums, acc_counts, acc_ine
                     best = dist
                     best_k = k
             labels[i] = best_k
+            dists[i] = best
             w = sample_weight[i] if has_weights else 1.0
             inertia += w * best
             part_counts[blk, best_k] += w

@@ -315,7 +315,7 @@ class LinearFamily:
         return None
 
     def initial_params(self, X, sample_weight, *, n_components, init_params, random_state,
-                       weights_init=None, **init_arrays) -> LinearParams:  # fmt: skip
+                       weights_init=None, restart=0, **init_arrays) -> LinearParams:  # fmt: skip
         """Responsibilities from ``init_params`` on ``X`` (dense), then one M-step; ``*_init`` arrays win."""
         given = {name: init_arrays.get(f"{name}_init") for name in self.parameter_names}
         if weights_init is not None and all(v is not None for v in given.values()):
@@ -323,7 +323,8 @@ class LinearFamily:
                                 {k: np.array(v, dtype=np.float64) for k, v in given.items()})  # fmt: skip
         if is_csr(X):
             X = np.ascontiguousarray(X.toarray())
-        resp_chunks, _ = responsibility_chunks(X, sample_weight, n_components, init_params, random_state)
+        resp_chunks, _ = responsibility_chunks(X, sample_weight, n_components, init_params, random_state,
+                                               restart=restart)  # fmt: skip
         R, S1, weight_sum, n_rows = responsibility_sums(X, sample_weight, resp_chunks, n_components)
         # a component with no responsibility gets the overall statistics (a neutral start)
         R_all, S1_all = R.sum(), S1.sum(axis=0)

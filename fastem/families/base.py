@@ -20,7 +20,7 @@ turns parameters and data into statistics and back:
 ``first_invalid(X)``
     the first value the family cannot take (row, column, what is wrong and
     how to fix it), or None; NaN/inf included;
-``initial_params(X, sample_weight, n_components=, init_params=, random_state=, **init_arrays)``
+``initial_params(X, sample_weight, n_components=, init_params=, random_state=, restart=, **init_arrays)``
     initial parameters from an in-memory sample of rows;
 ``param_arrays(params)`` / ``params_from_arrays(arrays)`` and ``stats_arrays`` / ``stats_from_arrays``
     packing for model files and checkpoints (name -> array);

@@ -584,6 +584,7 @@ def initial_params(
     weights_init: np.ndarray | None = None,
     means_init: np.ndarray | None = None,
     precisions_init: np.ndarray | None = None,
+    restart: int = 0,
 ) -> GaussianParams:
     """Initial parameters for one EM run (the ``*_init`` arrays take precedence)."""
     if weights_init is not None and means_init is not None and precisions_init is not None:
@@ -593,7 +594,9 @@ def initial_params(
             np.array(means_init, dtype=np.float64),
             precisions_cholesky_from_precisions(precisions_init, covariance_type),
         )
-    resp_chunks, shift = responsibility_chunks(X, sample_weight, n_components, init_params, random_state)
+    resp_chunks, shift = responsibility_chunks(
+        X, sample_weight, n_components, init_params, random_state, restart=restart
+    )
     stats = _moments_from_responsibilities(
         X, sample_weight, resp_chunks, covariance_type, n_components, shift
     )

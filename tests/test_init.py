@@ -1,0 +1,120 @@
+"""The k-means initialisation: best of several seedings on a sample, empty clusters, reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+from fastem import GaussianMixture
+from fastem._init import (
+    SEEDING_SAMPLE_ROWS,
+    _seeding_sample,
+    kmeans,
+    lloyd,
+    responsibility_chunks,
+)
+
+K = 5
+
+
+def _simplex_blobs(n: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Five blobs whose centres are all 14 apart, sds 2.2 down to 0.6, weights 0.4 ... 0.08 (rotated)."""
+    rng = np.random.default_rng(seed)
+    centres = np.zeros((K, d))
+    centres[np.arange(K), np.arange(K)] = 14 / np.sqrt(2)
+    counts = rng.multinomial(n, [0.4, 0.25, 0.15, 0.12, 0.08])
+    parts = []
+    for k, sd in enumerate(np.linspace(2.2, 0.6, K)):
+        z = rng.normal(size=(counts[k], d)) * (sd * rng.uniform(0.8, 1.0, size=d))
+        q, _ = np.linalg.qr(rng.normal(size=(d, d)))
+        parts.append(centres[k] + z @ q.T)
+    return np.concatenate(parts)[rng.permutation(n)], centres
+
+
+def _finds_all(centres: np.ndarray, fitted: np.ndarray) -> bool:
+    """Every true centre has its own fitted centre within 1.5 (no merged and split blobs)."""
+    d2 = ((centres[:, None] - fitted[None]) ** 2).sum(-1)
+    nearest = d2.argmin(axis=1)
+    return len(set(nearest.tolist())) == K and bool(np.all(d2.min(axis=1) < 1.5**2))
+
+
+@pytest.fixture(scope="module")
+def blobs():
+    return _simplex_blobs(3000, 16, seed=3)
+
+
+def test_one_seeding_merges_blobs_on_this_layout(blobs):
+    # the old default (one k-means++ seeding + Lloyd) merged two blobs and split one for these seeds
+    X, centres = blobs
+    single = [
+        _finds_all(centres, kmeans(X, None, K, np.random.RandomState(s), n_seedings=1)[0]) for s in range(10)
+    ]
+    assert sum(single) <= 6, single
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
+def test_default_fit_finds_all_five_blobs(blobs, covariance_type):
+    X, centres = blobs
+    for seed in range(10):
+        gm = GaussianMixture(K, covariance_type=covariance_type, random_state=seed).fit(X)
+        assert _finds_all(centres, gm.means_), (seed, gm.means_[:, :K].round(1))
+
+
+def test_reproducible_from_random_state():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(3 * SEEDING_SAMPLE_ROWS // 2, 3)) + 6 * rng.integers(
+        0, 3, size=(3 * SEEDING_SAMPLE_ROWS // 2, 1)
+    )
+    runs = [kmeans(X, None, 4, np.random.RandomState(7)) for _ in range(2)]
+    assert_array_equal(runs[0][0], runs[1][0])
+    assert_array_equal(runs[0][1], runs[1][1])
+    other = kmeans(X, None, 4, np.random.RandomState(8))[0]
+    assert not np.array_equal(runs[0][0], other)
+    chunks, _ = responsibility_chunks(X, None, 4, "kmeans", np.random.RandomState(7))
+    assert_array_equal(chunks(0, 100).argmax(axis=1), runs[0][1][:100])
+    a = GaussianMixture(4, random_state=3).fit(X[:5000])
+    b = GaussianMixture(4, random_state=3).fit(X[:5000])
+    assert_array_equal(a.means_, b.means_)
+
+
+def test_sample_is_bounded_and_weighted_sample_skips_zero_weights():
+    rng = np.random.default_rng(1)
+    n = 2 * SEEDING_SAMPLE_ROWS
+    X = rng.normal(size=(n, 2))
+    Xs, sws, is_all = _seeding_sample(X, None, 3, np.random.RandomState(0))
+    assert not is_all and sws is None and Xs.shape == (SEEDING_SAMPLE_ROWS, 2)
+    sw = np.ones(n)
+    sw[::2] = 0.0
+    X[::2] += 1e3  # zero-weight rows far away must not pull a centre
+    Xs, sws, is_all = _seeding_sample(X, sw, 3, np.random.RandomState(0))
+    assert np.all(np.abs(Xs) < 100) and sws.sum() == SEEDING_SAMPLE_ROWS
+    centers, labels = kmeans(X, sw, 3, np.random.RandomState(0))
+    assert np.all(np.abs(centers) < 10)
+    assert set(np.unique(labels[1::2]).tolist()) == {0, 1, 2}
+    # few rows: the seedings compete on all of them
+    Xs, sws, is_all = _seeding_sample(X[:500], sw[:500], 3, np.random.RandomState(0))
+    assert is_all and Xs is not None and Xs.shape[0] == 500
+
+
+def test_empty_cluster_is_moved_to_the_farthest_row():
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.normal(size=(300, 2)), rng.normal(size=(300, 2)) + [20.0, 0.0]])
+    start = np.array([[0.0, 0.0], [20.0, 0.0], [1e4, 1e4]])  # the third center gets no row
+    centers, labels = lloyd(X, None, start)
+    assert sorted(np.unique(labels).tolist()) == [0, 1, 2]
+    assert np.all(np.abs(centers) < 30)
+    # all rows identical: nowhere to move, and no endless loop
+    same = np.ones((50, 2))
+    centers, labels = lloyd(same, None, np.array([[1.0, 1.0], [5.0, 5.0]]))
+    assert np.all(labels == 0)
+
+
+@pytest.mark.filterwarnings("ignore:Best performing initialization")
+@pytest.mark.parametrize("n", [200, 3 * SEEDING_SAMPLE_ROWS // 2])
+def test_every_init_params_still_works(n):
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(n, 3)) + 5 * rng.integers(0, 3, size=(n, 1))
+    for init_params in ("kmeans", "k-means++", "random", "random_from_data"):
+        gm = GaussianMixture(3, init_params=init_params, random_state=0, max_iter=5).fit(X)
+        assert np.all(np.isfinite(gm.means_)) and gm.weights_.min() > 0
