@@ -732,6 +732,9 @@ class MultinomialMixture(_LinearMixture):
 
         if is_csr(X) or (hasattr(X, "tocsr") and getattr(X, "format", None) in ("csc", "coo")):
             X = X.tocsr() if not is_csr(X) else X
+            if not X.has_canonical_format:  # log(n!) - sum log(x!) needs each count whole, not in pieces
+                X = X.copy()
+                X.sum_duplicates()
             if X.dtype not in (np.float32, np.float64):
                 X = X.astype(np.float64)
             if X.ndim != 2 or X.shape[0] < (2 if fitting else 1) or X.shape[1] < 1:

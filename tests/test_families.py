@@ -258,3 +258,20 @@ def test_callbacks_see_every_iteration(family, data):
     assert seen == [("start", 0), ("end", 7)]
     assert [it.n_iter for it in iterations] == list(range(1, 8))
     assert [it.lower_bound for it in iterations] == iterations[-1].lower_bounds
+
+
+def test_multinomial_sparse_duplicates_are_summed():
+    X = rf.make_multinomial(300, 6)[0]
+    dense = sp.csr_matrix(X)
+    # every stored count split in two entries of the same cell
+    indptr, indices, data = dense.indptr, dense.indices, dense.data
+    half = np.floor(data / 2)
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(indptr))
+    order = np.argsort(np.concatenate([rows, rows]), kind="stable")
+    split = sp.csr_matrix(
+        (np.concatenate([half, data - half])[order], np.concatenate([indices, indices])[order], 2 * indptr),
+        shape=X.shape,
+    )
+    assert split.nnz == 2 * dense.nnz  # duplicates really stored
+    est = _fit_quietly(MultinomialMixture(3, random_state=0, max_iter=5, tol=0), dense)
+    assert_allclose(est.score_samples(split), est.score_samples(dense), rtol=1e-12)
