@@ -19,23 +19,34 @@ class EMIteration(Benchmark):
 
     def setup(self, covariance_type, n_features, n_components, dtype):
         from fastem._executor import ArrayExecutor
-        from fastem._init import initial_params
 
         self.n_samples = ROWS_BY_FEATURES[n_features]
         X, centers = mixture_data(self.n_samples, n_features, n_components, dtype)
         gm = pinned_estimator(covariance_type, centers)
-        self.executor = ArrayExecutor(X)
-        self.params = initial_params(
-            X, None, n_components=n_components, covariance_type=covariance_type,
-            init_params="kmeans", reg_covar=1e-6, random_state=None,
-            weights_init=gm.weights_init, means_init=gm.means_init,
-            precisions_init=gm.precisions_init,
-        )  # fmt: skip
+        given = {"weights_init": gm.weights_init, "means_init": gm.means_init,
+                 "precisions_init": gm.precisions_init}  # fmt: skip
+        try:  # fastem >= 0.2: the Gaussian is one family behind the family protocol
+            from fastem.families.gaussian import GaussianFamily
+        except ImportError:  # fastem 0.1 (asv continuous compares against it)
+            from fastem._init import initial_params
+
+            self.executor = ArrayExecutor(X)
+            self.params = initial_params(
+                X, None, n_components=n_components, covariance_type=covariance_type,
+                init_params="kmeans", reg_covar=1e-6, random_state=None, **given,
+            )  # fmt: skip
+            self.m_step = lambda stats: stats.to_params(1e-6)
+        else:
+            family = GaussianFamily(covariance_type, 1e-6)
+            self.executor = ArrayExecutor(X, None, family)
+            self.params = family.initial_params(
+                X, None, n_components=n_components, init_params="kmeans", random_state=None, **given
+            )
+            self.m_step = family.m_step
         self.iterate()  # JIT warm-up, outside the timed region
 
     def iterate(self):
-        stats = self.executor.accumulate(self.params)
-        return stats.to_params(1e-6)
+        return self.m_step(self.executor.accumulate(self.params))
 
     def time_iteration(self, *args):
         self.iterate()
