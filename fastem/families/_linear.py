@@ -38,7 +38,7 @@ from .._kernels.checks import (
 )
 from .._kernels.expfam import _expfam_pass, _expfam_pass_csr, log_factorial_table
 from .._threads import serial_if_small
-from .base import EMPTY_MASS, NO_F64, NO_I64, NO_RESP, Invalid, rows_per_call
+from .base import EMPTY_MASS, NO_F64, NO_I64, NO_RESP, Invalid, ScalarStats, rows_per_call
 
 _LOG_FACTORIALS = log_factorial_table()
 
@@ -61,7 +61,7 @@ class LinearParams:
 
 
 @dataclass
-class LinearStats:
+class LinearStats(ScalarStats):
     """Additive statistics of one E-step of a linear family (see the module docstring)."""
 
     #: the parameters of the E-step (emptied components keep theirs)
@@ -78,34 +78,11 @@ class LinearStats:
         K = params.n_components
         return cls(params, np.zeros(K), np.zeros((K, n_features)), worst_x=np.zeros(n_features))
 
-    @property
-    def weight_sum(self) -> float:
-        return float(self.scalars[1])
-
-    @property
-    def loglik_sum(self) -> float:
-        return float(self.scalars[0])
-
-    @property
-    def sample_mass(self) -> float:
-        """Responsibility mass of one average sample: sum w / number of rows."""
-        return float(self.scalars[1] / self.scalars[3]) if self.scalars[3] > 0 else 1.0
-
-    @property
-    def mean_log_likelihood(self) -> float:
-        return float(self.scalars[0] / self.scalars[1])
-
     def merge(self, other: LinearStats) -> LinearStats:
         """Add ``other`` into ``self`` in place (the worst point is the lower of the two)."""
         self.R += other.R
         self.S1 += other.S1
-        self.scalars[0] += other.scalars[0]
-        self.scalars[1] += other.scalars[1]
-        self.scalars[3] += other.scalars[3]
-        if other.scalars[2] < self.scalars[2]:
-            self.scalars[2] = other.scalars[2]
-            self.worst_index[:] = other.worst_index
-            self.worst_x = other.worst_x.copy()
+        self._merge_scalars(other)
         return self
 
     def copy(self) -> LinearStats:

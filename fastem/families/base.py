@@ -65,6 +65,44 @@ class DegenerateParameterWarning(UserWarning):
     """A fitted parameter reached the boundary of its range and was held at a stated floor."""
 
 
+class ScalarStats:
+    """The bookkeeping every statistics class shares, on its ``scalars`` array.
+
+    ``scalars = [sum w * loglik, sum w, worst (lowest) per-point log-likelihood,
+    number of rows]``, plus ``worst_index`` / ``worst_x`` (the worst-explained
+    point, where an emptied component is re-seeded).
+    """
+
+    @property
+    def weight_sum(self) -> float:
+        return float(self.scalars[1])
+
+    @property
+    def loglik_sum(self) -> float:
+        """sum_i w_i log p(x_i): non-finite when a NaN/inf reached the kernel."""
+        return float(self.scalars[0])
+
+    @property
+    def sample_mass(self) -> float:
+        """Responsibility mass of one average sample: sum w / number of rows."""
+        return float(self.scalars[1] / self.scalars[3]) if self.scalars[3] > 0 else 1.0
+
+    @property
+    def mean_log_likelihood(self) -> float:
+        """sum_i w_i log p(x_i) / sum_i w_i: the lower bound at the E-step's parameters."""
+        return float(self.scalars[0] / self.scalars[1])
+
+    def _merge_scalars(self, other) -> None:
+        """Add ``other``'s sums into ``self``; keep the lower of the two worst points."""
+        self.scalars[0] += other.scalars[0]
+        self.scalars[1] += other.scalars[1]
+        self.scalars[3] += other.scalars[3]
+        if other.scalars[2] < self.scalars[2]:
+            self.scalars[2] = other.scalars[2]
+            self.worst_index[:] = other.worst_index
+            self.worst_x = other.worst_x.copy()
+
+
 class Family(Protocol):
     """The protocol above, for type checkers."""
 

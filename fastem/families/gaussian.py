@@ -24,7 +24,7 @@ from .._kernels.gaussian import _gaussian_pass
 from .._kernels.linalg import _cholesky_lower, _precision_cholesky
 from .._kernels.seeding import _responsibility_moments
 from .._threads import serial_if_small
-from .base import EMPTY_MASS, NO_F64, NO_I64, NO_RESP, Invalid, first_nonfinite, rows_per_call
+from .base import EMPTY_MASS, NO_F64, NO_I64, NO_RESP, Invalid, ScalarStats, first_nonfinite, rows_per_call
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -207,7 +207,7 @@ class GaussianParams:
 
 
 @dataclass
-class GaussianStats:
+class GaussianStats(ScalarStats):
     """Additive sufficient statistics of one E-step, around the shift ``shift``."""
 
     covariance_type: str
@@ -236,25 +236,6 @@ class GaussianStats:
     def cov_code(self) -> int:
         return COV_CODES[self.covariance_type]
 
-    @property
-    def weight_sum(self) -> float:
-        return float(self.scalars[1])
-
-    @property
-    def sample_mass(self) -> float:
-        """Responsibility mass of one average sample: sum w / number of rows."""
-        return float(self.scalars[1] / self.scalars[3]) if self.scalars[3] > 0 else 1.0
-
-    @property
-    def loglik_sum(self) -> float:
-        """sum_i w_i log p(x_i): non-finite when a NaN/inf reached the kernel."""
-        return float(self.scalars[0])
-
-    @property
-    def mean_log_likelihood(self) -> float:
-        """sum_i w_i log p(x_i) / sum_i w_i: the lower bound at the E-step's parameters."""
-        return float(self.scalars[0] / self.scalars[1])
-
     def merge(self, other: GaussianStats) -> GaussianStats:
         """Add ``other`` (same shift) into ``self`` in place and return ``self``."""
         if not np.array_equal(self.shift, other.shift):
@@ -262,13 +243,7 @@ class GaussianStats:
         self.R += other.R
         self.S1 += other.S1
         self.S2 += other.S2
-        self.scalars[0] += other.scalars[0]
-        self.scalars[1] += other.scalars[1]
-        self.scalars[3] += other.scalars[3]
-        if other.scalars[2] < self.scalars[2]:
-            self.scalars[2] = other.scalars[2]
-            self.worst_index[:] = other.worst_index
-            self.worst_x = other.worst_x.copy()
+        self._merge_scalars(other)
         return self
 
     def to_params(self, reg_covar: float) -> tuple[GaussianParams, list[int]]:

@@ -42,6 +42,7 @@ from .base import (
     NO_RESP,
     DegenerateParameterWarning,
     Invalid,
+    ScalarStats,
     first_nonfinite,
     rows_per_call,
 )
@@ -119,7 +120,7 @@ def _dof_constant(dof: np.ndarray, n_features: int) -> np.ndarray:
 
 
 @dataclass
-class StudentTStats:
+class StudentTStats(ScalarStats):
     """Additive ECM statistics of one E-step, around the shift ``shift`` under degrees of freedom ``dof``."""
 
     covariance_type: str
@@ -143,36 +144,13 @@ class StudentTStats:
                    np.zeros(packed_s2_shape(covariance_type, K, D)), np.zeros(K),
                    worst_x=np.zeros(D))  # fmt: skip
 
-    @property
-    def weight_sum(self) -> float:
-        return float(self.scalars[1])
-
-    @property
-    def loglik_sum(self) -> float:
-        return float(self.scalars[0])
-
-    @property
-    def sample_mass(self) -> float:
-        """Responsibility mass of one average sample: sum w / number of rows."""
-        return float(self.scalars[1] / self.scalars[3]) if self.scalars[3] > 0 else 1.0
-
-    @property
-    def mean_log_likelihood(self) -> float:
-        return float(self.scalars[0] / self.scalars[1])
-
     def merge(self, other: StudentTStats) -> StudentTStats:
         """Add ``other`` (same shift and dof) into ``self`` in place and return ``self``."""
         if not (np.array_equal(self.shift, other.shift) and np.array_equal(self.dof, other.dof)):
             raise ValueError("cannot merge statistics taken under different parameters")
         for name in ("R", "U", "S1", "S2", "T"):
             getattr(self, name)[...] += getattr(other, name)
-        self.scalars[0] += other.scalars[0]
-        self.scalars[1] += other.scalars[1]
-        self.scalars[3] += other.scalars[3]
-        if other.scalars[2] < self.scalars[2]:
-            self.scalars[2] = other.scalars[2]
-            self.worst_index[:] = other.worst_index
-            self.worst_x = other.worst_x.copy()
+        self._merge_scalars(other)
         return self
 
     def copy(self) -> StudentTStats:
