@@ -55,6 +55,47 @@ def test_old_faithful_matches_mclust(faithful):
     assert_allclose(gm.lower_bound_, (gm.score(X) * n + log_prior) / n, rtol=0, atol=1e-9)
 
 
+# R 4.2 mclust 6.0.0 (Debian r-cran-mclust), 2026-12-03:
+#   Mclust(faithful, G=2, modelNames=m, prior=priorControl(), control=emControl(tol=c(1e-13, 1e-13)))
+# printed with sprintf("%.8f"); components ordered by decreasing weight, covariances as mclust's
+# sigma (tied: the shared matrix; diag: the diagonals; spherical: the variances).
+MCLUST_OTHER_MODELS = {
+    "tied": dict(  # mclust "EEE"
+        loglik=-1140.260935, bic=2325.3683, weights=[0.64075727, 0.35924273],
+        means=[[4.29598482, 80.03555270], [2.04631244, 54.59807046]],
+        covariances=[[0.13091705, 0.75334713], [0.75334713, 34.38661383]],
+    ),
+    "diag": dict(  # mclust "VVI"
+        loglik=-1229.215690, bic=2508.8836, weights=[0.63491972, 0.36508028],
+        means=[[4.30077342, 80.18707988], [2.07395298, 54.74125596]],
+        covariances=[[0.41725076, 32.15890033], [0.54989828, 33.62515684]],
+    ),
+    "spherical": dict(  # mclust "VII"
+        loglik=-1709.580830, bic=3458.4023, weights=[0.63311375, 0.36688625],
+        means=[[4.29362869, 80.26144206], [2.09724192, 54.73818140]],
+        covariances=[15.78278596, 16.88374565],
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", sorted(MCLUST_OTHER_MODELS))
+def test_other_covariance_types_match_mclust(faithful, kind):
+    """The MAP M-steps for tied, diag and spherical reach mclust's fixed points (EEE, VVI, VII)."""
+    expected = MCLUST_OTHER_MODELS[kind]
+    X = faithful
+    gm = GaussianMixture(2, covariance_type=kind, prior="mclust", tol=1e-13, max_iter=10_000,
+                         random_state=0).fit(X)  # fmt: skip
+    assert gm.converged_
+    order = np.argsort(-gm.weights_)
+    # mclust stops at its own tolerance: parameters agree to about 1e-7 relative
+    assert_allclose(gm.score(X) * X.shape[0], expected["loglik"], rtol=0, atol=5e-6)
+    assert_allclose(gm.bic(X), expected["bic"], rtol=0, atol=5e-4)
+    assert_allclose(gm.weights_[order], expected["weights"], rtol=1e-6)
+    assert_allclose(gm.means_[order], expected["means"], rtol=1e-6)
+    covariances = gm.covariances_ if kind == "tied" else gm.covariances_[order]
+    assert_allclose(covariances, expected["covariances"], rtol=1e-6)
+
+
 def test_mclust_string_is_default_prior():
     assert as_prior("mclust", (GaussianPrior,), "GaussianMixture") == GaussianPrior()
     assert GaussianPrior() == GaussianPrior(shrinkage=0.01, mean=None, dof=None, scale=None)
