@@ -121,6 +121,9 @@ class BaseMixture(EstimatorBase):
     ``_model_arrays`` (fitted array attributes) and ``_init_array_params``.
     """
 
+    #: the ``init_params`` values this estimator takes
+    _init_methods: tuple[str, ...] = INIT_METHODS
+
     #: the fitted attribute that marks a fitted estimator
     _fitted_marker: ClassVar[str] = "weights_"
     #: estimator-specific parameters that do not change the fitted result
@@ -138,7 +141,7 @@ class BaseMixture(EstimatorBase):
         check_number("tol", self.tol, Real, 0.0)
         check_number("max_iter", self.max_iter, Integral, 0)
         check_number("n_init", self.n_init, Integral, 1)
-        check_choice("init_params", self.init_params, INIT_METHODS)
+        check_choice("init_params", self.init_params, self._init_methods)
         check_choice("accelerate", self.accelerate, (None, "squarem"))
         check_number(
             "verbose", int(self.verbose) if isinstance(self.verbose, bool) else self.verbose, Integral, 0

@@ -12,7 +12,7 @@ from numbers import Real
 
 import numpy as np
 
-from ._mixture import BaseMixture, check_choice, check_number, init_array
+from ._mixture import INIT_METHODS, BaseMixture, check_choice, check_number, init_array
 from .families.gaussian import (
     COVARIANCE_TYPES,
     GaussianFamily,
@@ -895,8 +895,13 @@ class StudentTMixture(BaseMixture):
         Number of ECM iterations to perform.
     n_init : int, default=1
         Number of initializations; the best result (highest lower bound) is kept.
-    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
-        Initialization of the weights, means and scale matrices, as for GaussianMixture.
+    init_params : {'trimmed_kmeans', 'kmeans', 'k-means++', 'random', 'random_from_data'}, \
+default='trimmed_kmeans'
+        Initialization of the weights, means and scale matrices. 'trimmed_kmeans':
+        trimmed k-means on a sample, the farthest 10% of the rows left out of every
+        centre update, so that gross outliers neither draw a centre nor inflate the
+        initial scales (plain k-means gives outliers a component of their own, and
+        the fit then merges two clusters); the other values as for GaussianMixture.
     weights_init : array-like of shape (n_components,), default=None
     means_init : array-like of shape (n_components, n_features), default=None
     precisions_init : array-like, default=None
@@ -937,7 +942,7 @@ class StudentTMixture(BaseMixture):
 
     def __init__(
         self, n_components: int = 1, *, covariance_type: str = "full", tol: float = 1e-3,
-        reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1, init_params: str = "kmeans",
+        reg_covar: float = 1e-6, max_iter: int = 100, n_init: int = 1, init_params: str = "trimmed_kmeans",
         weights_init=None, means_init=None, precisions_init=None, degrees_of_freedom_init=None,
         fix_degrees_of_freedom: bool = False, random_state=None, warm_start: bool = False,
         verbose: int = 0, verbose_interval: int = 10, n_jobs: int | None = None,
@@ -970,6 +975,7 @@ class StudentTMixture(BaseMixture):
     _model_arrays = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_",
                      "degrees_of_freedom_")  # fmt: skip
     _init_array_params = ("weights_init", "means_init", "precisions_init", "degrees_of_freedom_init")
+    _init_methods = ("trimmed_kmeans", *INIT_METHODS)
 
     def _family(self):
         from .families.student_t import StudentTFamily

@@ -32,6 +32,7 @@ import numpy as np
 from scipy.optimize import brentq
 from scipy.special import digamma, gammaln
 
+from .._init import _seeding_sample
 from .._kernels._config import BLOCK_ROWS, COV_CODES
 from .._kernels.student_t import _student_t_pass
 from .._threads import serial_if_small
@@ -48,13 +49,97 @@ from .base import (
 )
 from .gaussian import (
     GaussianParams,
+    _moments_from_responsibilities,
     covariances_from_precisions_cholesky,
     packed_s2_shape,
     precisions_cholesky_from_covariances,
+    precisions_cholesky_from_precisions,
 )
 from .gaussian import initial_params as gaussian_initial_params
 
 COVARIANCE_TYPES = ("full", "diag")
+
+#: share of the rows trimmed by the default initialisation (``init_params="trimmed_kmeans"``)
+TRIM_FRACTION = 0.1
+_TRIMMED_SEEDINGS = 8
+_TRIMMED_LLOYD_MAX_ITER = 50
+
+
+def _squared_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """(n, K) squared Euclidean distances, clipped at 0 against rounding."""
+    d2 = (X * X).sum(axis=1)[:, None] - 2.0 * (X @ centers.T) + (centers * centers).sum(axis=1)[None, :]
+    return np.maximum(d2, 0.0)
+
+
+def _trimmed_threshold(dmin: np.ndarray, weights: np.ndarray, trim: float) -> float:
+    """The distance above which the farthest ``trim`` share of the (weighted) rows lies."""
+    order = np.argsort(dmin)
+    kept_mass = np.cumsum(weights[order])
+    cut = int(np.searchsorted(kept_mass, (1.0 - trim) * kept_mass[-1]))
+    return float(dmin[order[min(cut, len(order) - 1)]])
+
+
+def trimmed_kmeans(
+    X: np.ndarray, weights: np.ndarray, n_clusters: int, random_state: np.random.RandomState,
+    trim: float = TRIM_FRACTION, n_seedings: int = _TRIMMED_SEEDINGS,
+) -> tuple[np.ndarray, float]:  # fmt: skip
+    """Trimmed k-means (Cuesta-Albertos, Gordaliza & Matran 1997) on a small sample.
+
+    k-means places centres among gross outliers, since they dominate the sum of
+    squares; a Student-t mixture started there keeps a component for the outliers
+    and merges two clusters. Here the farthest ``trim`` share of the rows is left
+    out of every centre update and of the cost, and seeds are drawn k-means++ style
+    among the other rows only. The best of ``n_seedings`` (lowest trimmed cost)
+    wins. Returns (centres, squared-distance threshold beyond which rows are trimmed).
+    """
+    n_samples = X.shape[0]
+    best = None
+    for _ in range(n_seedings):
+        centers = X[random_state.choice(n_samples, p=weights / weights.sum())][None, :].copy()
+        for _ in range(1, n_clusters):
+            dmin = _squared_distances(X, centers).min(axis=1)
+            potential = np.where(dmin <= _trimmed_threshold(dmin, weights, trim), dmin * weights, 0.0)
+            if potential.sum() <= 0.0:
+                potential = weights
+            pick = random_state.choice(n_samples, p=potential / potential.sum())
+            centers = np.vstack([centers, X[pick]])
+        for _ in range(_TRIMMED_LLOYD_MAX_ITER):
+            d2 = _squared_distances(X, centers)
+            labels = d2.argmin(axis=1)
+            dmin = d2[np.arange(n_samples), labels]
+            kept = dmin <= _trimmed_threshold(dmin, weights, trim)
+            w = np.where(kept, weights, 0.0)
+            mass = np.bincount(labels, weights=w, minlength=n_clusters)
+            sums = np.stack([np.bincount(labels, weights=w * X[:, d], minlength=n_clusters)
+                             for d in range(X.shape[1])], axis=1)  # fmt: skip
+            moved = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-300)[:, None], centers)
+            done = np.allclose(moved, centers, rtol=0, atol=1e-12 * (1.0 + np.abs(centers).max()))
+            centers = moved
+            if done:
+                break
+        d2 = _squared_distances(X, centers)
+        dmin = d2.min(axis=1)
+        threshold = _trimmed_threshold(dmin, weights, trim)
+        cost = float((np.where(dmin <= threshold, dmin, 0.0) * weights).sum())
+        if best is None or cost < best[0]:
+            best = (cost, centers, threshold)
+    assert best is not None
+    return best[1], best[2]
+
+
+def _trimmed_one_hot(X: np.ndarray, centers: np.ndarray, threshold: float):
+    """Responsibilities for the initial M-step: nearest centre, and none for trimmed rows."""
+    n_components = centers.shape[0]
+
+    def chunk(start: int, stop: int) -> np.ndarray:
+        d2 = _squared_distances(np.asarray(X[start:stop], dtype=np.float64), centers)
+        labels = d2.argmin(axis=1)
+        rows = np.arange(stop - start)
+        resp = np.zeros((stop - start, n_components))
+        resp[rows, labels] = d2[rows, labels] <= threshold
+        return resp
+
+    return chunk
 
 #: bracket of the degrees-of-freedom update; DOF_MAX is the Gaussian limit for any practical purpose
 DOF_MIN = 1e-3
@@ -366,11 +451,34 @@ class StudentTFamily:
 
     def initial_params(self, X, sample_weight, *, n_components, init_params, random_state,
                        degrees_of_freedom_init=None, **init_arrays) -> StudentTParams:  # fmt: skip
-        """The Gaussian family's initialisation (``init_params`` and ``*_init``), plus nu (default 10)."""
-        g: GaussianParams = gaussian_initial_params(
-            X, sample_weight, n_components=n_components, covariance_type=self.covariance_type,
-            init_params=init_params, reg_covar=self.reg_covar, random_state=random_state, **init_arrays,
-        )  # fmt: skip
+        """The Gaussian family's initialisation (``init_params`` and ``*_init``), plus nu (default 10).
+
+        ``init_params="trimmed_kmeans"`` (the estimator's default) starts from trimmed k-means
+        (:func:`trimmed_kmeans`): the initial scale matrices come from the untrimmed rows only.
+        """
+        given = [init_arrays.get(k) is not None for k in ("weights_init", "means_init", "precisions_init")]
+        if init_params == "trimmed_kmeans" and not all(given):
+            Xs, sws, _ = _seeding_sample(X, sample_weight, n_components, random_state)
+            weights = np.ones(Xs.shape[0]) if sws is None else np.asarray(sws, dtype=np.float64)
+            centers, threshold = trimmed_kmeans(np.asarray(Xs, dtype=np.float64), weights, n_components,
+                                                random_state)  # fmt: skip
+            stats = _moments_from_responsibilities(X, sample_weight, _trimmed_one_hot(X, centers, threshold),
+                                                   self.covariance_type, n_components, centers)  # fmt: skip
+            g, _ = stats.to_params(self.reg_covar)
+            if init_arrays.get("weights_init") is not None:
+                g.weights = np.asarray(init_arrays["weights_init"], dtype=np.float64).copy()
+            if init_arrays.get("means_init") is not None:
+                g.means = np.array(init_arrays["means_init"], dtype=np.float64)
+            if init_arrays.get("precisions_init") is not None:
+                g.precisions_cholesky = precisions_cholesky_from_precisions(init_arrays["precisions_init"],
+                                                                            self.covariance_type)  # fmt: skip
+                g.covariances = None
+        else:
+            g: GaussianParams = gaussian_initial_params(
+                X, sample_weight, n_components=n_components, covariance_type=self.covariance_type,
+                init_params="kmeans" if init_params == "trimmed_kmeans" else init_params,
+                reg_covar=self.reg_covar, random_state=random_state, **init_arrays,
+            )  # fmt: skip
         dof = DEFAULT_DOF if degrees_of_freedom_init is None else degrees_of_freedom_init
         dof = np.array(np.broadcast_to(np.asarray(dof, dtype=np.float64), (n_components,)))
         return StudentTParams(self.covariance_type, g.weights, g.means, g.precisions_cholesky, dof,
