@@ -17,7 +17,14 @@ The chunk is cut into blocks of ``BLOCK_ROWS`` rows, one block per parallel
 task; each block writes its own partials, which are added into the caller's
 accumulators serially in block order, so results do not depend on the thread
 count, and any chunking into multiples of ``BLOCK_ROWS`` gives the same bits.
-Everything runs in float64, row by row (a first, simple version: no tiling).
+
+Inside a block the Gaussian kernel's layout is reused: tiles of rows are
+transposed into (D, T) float64 buffers so that rows sit in the SIMD lanes, the
+full-covariance quadratic form and the weighted outer products are the Gaussian
+kernel's register-blocked tile products (``gaussian_tiles``), and the
+log-sum-exp uses its vectorised exp. The one log per row and component,
+log1p(delta / nu), is kept for the M-step, where log u = log(nu + D) - log(nu)
+- log1p(delta / nu). Everything runs in float64.
 
 Packed layout: ``prec`` is (K, D, D) for full (code 0) and (K, 1, D) for diag
 (code 2); ``S2`` has the same shapes.
@@ -28,7 +35,10 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from ._config import BLOCK_ROWS, jit
+from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
+from ._vector_width import prefer_wide_vectors
+from .gaussian import _aligned, _exp_shifted_row
+from .gaussian_tiles import _outer_upper_tile, _quadratic_form_tile
 
 
 @jit(parallel=True)
@@ -74,96 +84,174 @@ def _student_t_pass(
     part_worst = np.full(n_blocks, np.inf)
     part_worst_row = np.zeros(n_blocks, dtype=np.int64)
     half_nd = np.empty(n_components)
+    inv_dof = np.empty(n_components)
+    log_u_offset = np.empty(n_components)  # log(nu + D) - log(nu)
     for k in range(n_components):
         half_nd[k] = 0.5 * (dof[k] + n_features)
+        inv_dof[k] = 1.0 / dof[k]
+        log_u_offset[k] = np.log(dof[k] + n_features) - np.log(dof[k])
 
     for blk in prange(n_blocks):
+        prefer_wide_vectors()  # 512-bit vectors in this loop body on AVX-512 hosts
         start = blk * BLOCK_ROWS
         stop = min(start + BLOCK_ROWS, n_samples)
-        x = np.empty(n_features)
-        diff = np.empty(n_features)
-        a = np.empty(n_components)
-        delta = np.empty(n_components)
+        tile_rows = DIAG_TILE_ROWS if cov_code == 2 else TILE_ROWS
+        xt = _aligned(n_features, tile_rows, np.float64)
+        xc = _aligned(n_features, tile_rows, np.float64)
+        xw = _aligned(n_features, tile_rows, np.float64)
+        a = _aligned(n_components, tile_rows, np.float64)
+        delta = _aligned(n_components, tile_rows, np.float64)
+        log1p_delta = _aligned(n_components, tile_rows, np.float64)
+        q = _aligned(1, tile_rows, np.float64)[0]
+        y = _aligned(1, tile_rows, np.float64)[0]
+        z = _aligned(1, tile_rows, np.float64)[0]
+        w = _aligned(1, tile_rows, np.float64)[0]
+        ws = _aligned(1, tile_rows, np.float64)[0]
+        wr = _aligned(1, tile_rows, np.float64)[0]
+        wru = _aligned(1, tile_rows, np.float64)[0]
+        mx = _aligned(1, tile_rows, np.float64)[0]
+        s = _aligned(1, tile_rows, np.float64)[0]
+        lse = _aligned(1, tile_rows, np.float64)[0]
+        pbuf = _aligned(1, tile_rows, np.float64)[0]
+        lbl = _aligned(1, tile_rows, np.int64)[0]
+        ibuf = _aligned(1, tile_rows, np.int64)[0]
+        fbuf = ibuf.view(np.float64)
         ll_sum = 0.0
         w_sum = 0.0
         worst = np.inf
         worst_row = 0
-        for i in range(start, stop):
-            w = sample_weight[i] if has_weights else 1.0
+        for t0 in range(start, stop, tile_rows):
+            nt = min(tile_rows, stop - t0)
+            rows = X[t0 : t0 + nt]
             for d in range(n_features):
-                x[d] = np.float64(X[i, d])
-            mx = -np.inf
-            lbl = 0
+                column = rows[:, d]
+                for b in range(nt):
+                    xt[d, b] = np.float64(column[b])
+            if has_weights:
+                for b in range(nt):
+                    w[b] = sample_weight[t0 + b]
+            else:
+                for b in range(nt):
+                    w[b] = 1.0
+
+            # E-step: delta, log1p(delta / nu) and the log-densities, with the running maximum
+            for b in range(nt):
+                mx[b] = -np.inf
+                lbl[b] = 0
             for k in range(n_components):
-                q = 0.0
                 if cov_code == 0:
                     for d in range(n_features):
-                        diff[d] = x[d] - means[k, d]
-                    for j in range(n_features):
-                        y = 0.0
-                        for d in range(j + 1):
-                            y += diff[d] * prec[k, d, j]
-                        q += y * y
+                        m = means[k, d]
+                        for b in range(nt):
+                            xc[d, b] = xt[d, b] - m
+                    _quadratic_form_tile(xc, nt, prec, k, q, y, z)
                 else:
+                    for b in range(nt):
+                        q[b] = 0.0
                     for d in range(n_features):
-                        v = (x[d] - means[k, d]) * prec[k, 0, d]
-                        q += v * v
-                delta[k] = q
-                v = log_norm[k] - half_nd[k] * np.log1p(q / dof[k])
-                a[k] = v
-                if v > mx:
-                    mx = v
-                    lbl = k
-            s = 0.0
-            if mx > -np.inf:
-                for k in range(n_components):
-                    e = np.exp(a[k] - mx)
-                    a[k] = e
-                    s += e
-                lse = mx + np.log(s)
-                inv = 1.0 / s
-                for k in range(n_components):
-                    a[k] *= inv
-            else:  # every log-density is -inf: hard assignment to the first argmax
-                for k in range(n_components):
-                    a[k] = 0.0
-                a[lbl] = 1.0
-                lse = -np.inf
-            if w > 0.0:
-                ll_sum += w * lse
-                if lse < worst:
-                    worst = lse
-                    worst_row = i
-            w_sum += w
+                        m = means[k, d]
+                        p = prec[k, 0, d]
+                        for b in range(nt):
+                            v = (xt[d, b] - m) * p
+                            q[b] += v * v
+                c = log_norm[k]
+                h = half_nd[k]
+                r = inv_dof[k]
+                for b in range(nt):
+                    delta[k, b] = q[b]
+                    log1p_delta[k, b] = np.log1p(q[b] * r)
+                for b in range(nt):
+                    v = c - h * log1p_delta[k, b]
+                    a[k, b] = v
+                    if v > mx[b]:
+                        mx[b] = v
+                        lbl[b] = k
+
+            # log-sum-exp with the running maximum
+            for b in range(nt):
+                s[b] = 0.0
+            for k in range(n_components):
+                _exp_shifted_row(a, k, mx, nt, pbuf, ibuf, fbuf, s)
+            for b in range(nt):
+                if not s[b] > 0.0:
+                    # every log-density is -inf: hard assignment to the first argmax
+                    for k in range(n_components):
+                        a[k, b] = 0.0
+                    a[lbl[b], b] = 1.0
+                    s[b] = 1.0
+                    mx[b] = -np.inf
+            for b in range(nt):
+                lse[b] = mx[b] + np.log(s[b])
+                s[b] = 1.0 / s[b]
+            for b in range(nt):
+                ll_sum += w[b] * lse[b] if w[b] > 0.0 else 0.0
+                w_sum += w[b]
+            for b in range(nt):
+                if lse[b] < worst and w[b] > 0.0:
+                    worst = lse[b]
+                    worst_row = t0 + b
             if want_logprob:
-                out_logprob[i] = lse
+                for b in range(nt):
+                    out_logprob[t0 + b] = lse[b]
             if want_label:
-                out_label[i] = lbl
+                for b in range(nt):
+                    out_label[t0 + b] = lbl[b]
             if want_resp:
-                for k in range(n_components):
-                    out_resp[i, k] = a[k]
+                for b in range(nt):
+                    for k in range(n_components):
+                        out_resp[t0 + b, k] = a[k, b] * s[b]
+
             if not accumulate:
                 continue
+            for b in range(nt):
+                ws[b] = w[b] * s[b]
+            # M-step statistics around the shift means[k], weighted by r u
             for k in range(n_components):
-                wr = w * a[k]
-                if wr == 0.0:
+                r_sum = 0.0
+                for b in range(nt):
+                    v = a[k, b] * ws[b]
+                    wr[b] = v
+                    r_sum += v
+                if r_sum == 0.0:
+                    continue  # every term is exactly zero
+                nd = 2.0 * half_nd[k]
+                nu = dof[k]
+                offset = log_u_offset[k]
+                u_sum = 0.0
+                t_sum = 0.0
+                for b in range(nt):
+                    u = nd / (nu + delta[k, b])
+                    v = wr[b] * u
+                    wru[b] = v
+                    u_sum += v
+                    t_sum += wr[b] * ((offset - log1p_delta[k, b]) - u)
+                part_R[blk, k] += r_sum
+                part_U[blk, k] += u_sum
+                part_T[blk, k] += t_sum
+                if cov_code == 2:  # diag: both moments in one sweep
+                    for d in range(n_features):
+                        m = means[k, d]
+                        s1 = 0.0
+                        s2 = 0.0
+                        for b in range(nt):
+                            v = xt[d, b] - m
+                            wv = wru[b] * v
+                            s1 += wv
+                            s2 += wv * v
+                        part_S1[blk, k, d] += s1
+                        part_S2[blk, k, 0, d] += s2
                     continue
-                u = (2.0 * half_nd[k]) / (dof[k] + delta[k])
-                wru = wr * u
-                part_R[blk, k] += wr
-                part_U[blk, k] += wru
-                part_T[blk, k] += wr * (np.log(u) - u)
                 for d in range(n_features):
-                    diff[d] = x[d] - means[k, d]
-                    part_S1[blk, k, d] += wru * diff[d]
-                if cov_code == 0:
-                    for d in range(n_features):
-                        c = wru * diff[d]
-                        for e in range(d, n_features):
-                            part_S2[blk, k, d, e] += c * diff[e]
-                else:
-                    for d in range(n_features):
-                        part_S2[blk, k, 0, d] += wru * diff[d] * diff[d]
+                    m = means[k, d]
+                    s1 = 0.0
+                    for b in range(nt):
+                        v = xt[d, b] - m
+                        xc[d, b] = v
+                        v = v * wru[b]
+                        xw[d, b] = v
+                        s1 += v
+                    part_S1[blk, k, d] += s1
+                _outer_upper_tile(xw, xc, nt, part_S2, blk, k)
         part_ll[blk] = ll_sum
         part_w[blk] = w_sum
         part_worst[blk] = worst
@@ -186,7 +274,12 @@ def _student_t_pass(
                 acc_T[k] += part_T[blk, k]
                 for d in range(n_features):
                     acc_S1[k, d] += part_S1[blk, k, d]
-            for i in range(s2a):
-                for j in range(s2b):
+            if cov_code == 0:  # full: the upper triangle only (the tiles also touch a few lower entries)
+                for k in range(s2a):
+                    for d in range(n_features):
+                        for e in range(d, n_features):
+                            acc_S2[k, d, e] += part_S2[blk, k, d, e]
+            else:
+                for k in range(s2a):
                     for d in range(s2c):
-                        acc_S2[i, j, d] += part_S2[blk, i, j, d]
+                        acc_S2[k, 0, d] += part_S2[blk, k, 0, d]
