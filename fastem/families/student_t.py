@@ -28,12 +28,14 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 from scipy.optimize import brentq
 from scipy.special import digamma, gammaln
 
 from .._init import _seeding_sample
 from .._kernels._config import BLOCK_ROWS, COV_CODES
+from .._kernels.seeding import _lloyd_step, _update_closest
 from .._kernels.student_t import _student_t_pass
 from .._threads import serial_if_small
 from .base import (
@@ -62,13 +64,19 @@ COVARIANCE_TYPES = ("full", "diag")
 #: share of the rows trimmed by the default initialisation (``init_params="trimmed_kmeans"``)
 TRIM_FRACTION = 0.1
 _TRIMMED_SEEDINGS = 8
-_TRIMMED_LLOYD_MAX_ITER = 50
+#: Lloyd iterations per competing seeding, then for the winner
+_TRIMMED_SEEDING_ITER = 10
+_TRIMMED_LLOYD_MAX_ITER = 100
 
 
-def _squared_distances(X: np.ndarray, centers: np.ndarray) -> np.ndarray:
-    """(n, K) squared Euclidean distances, clipped at 0 against rounding."""
-    d2 = (X * X).sum(axis=1)[:, None] - 2.0 * (X @ centers.T) + (centers * centers).sum(axis=1)[None, :]
-    return np.maximum(d2, 0.0)
+def _nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(label, squared distance) of each row's nearest centre (the k-means kernel's assignment)."""
+    n_samples = X.shape[0]
+    labels = np.empty(n_samples, dtype=np.int32)
+    dists = np.empty(n_samples)
+    unused_sums, unused_counts, unused_inertia = np.zeros(centers.shape), np.zeros(len(centers)), np.zeros(1)
+    _lloyd_step(X, NO_F64, centers, labels, dists, unused_sums, unused_counts, unused_inertia)
+    return labels, dists
 
 
 def _trimmed_threshold(dmin: np.ndarray, weights: np.ndarray, trim: float) -> float:
@@ -77,6 +85,43 @@ def _trimmed_threshold(dmin: np.ndarray, weights: np.ndarray, trim: float) -> fl
     kept_mass = np.cumsum(weights[order])
     cut = int(np.searchsorted(kept_mass, (1.0 - trim) * kept_mass[-1]))
     return float(dmin[order[min(cut, len(order) - 1)]])
+
+
+def _trimmed_seeds(X, weights, n_clusters, random_state, trim) -> np.ndarray:
+    """k-means++ seeding that draws only among the rows outside the farthest ``trim`` share."""
+    n_samples = X.shape[0]
+    centers = np.empty((n_clusters, X.shape[1]))
+    centers[0] = X[random_state.choice(n_samples, p=weights / weights.sum())]
+    dmin = np.empty(n_samples)
+    _update_closest(X, centers[0], dmin, True)
+    for c in range(1, n_clusters):
+        potential = np.where(dmin <= _trimmed_threshold(dmin, weights, trim), dmin * weights, 0.0)
+        total = potential.sum()
+        pick = random_state.choice(n_samples, p=potential / total if total > 0.0 else weights / weights.sum())
+        centers[c] = X[pick]
+        _update_closest(X, centers[c], dmin, False)
+    return centers
+
+
+def _trimmed_lloyd(X, weights, centers, trim, max_iter) -> tuple[np.ndarray, float, float]:
+    """Lloyd iterations that leave the farthest ``trim`` share out; (centres, cost, threshold)."""
+    n_features = X.shape[1]
+    n_clusters = centers.shape[0]
+    for it in range(max_iter + 1):
+        labels, dmin = _nearest(X, centers)
+        threshold = _trimmed_threshold(dmin, weights, trim)
+        kept_weights = np.where(dmin <= threshold, weights, 0.0)
+        if it == max_iter:
+            break
+        mass = np.bincount(labels, weights=kept_weights, minlength=n_clusters)
+        sums = np.stack([np.bincount(labels, weights=kept_weights * X[:, d], minlength=n_clusters)
+                         for d in range(n_features)], axis=1)  # fmt: skip
+        moved = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-300)[:, None], centers)
+        done = np.allclose(moved, centers, rtol=0, atol=1e-12 * (1.0 + np.abs(centers).max()))
+        centers = moved
+        if done:
+            max_iter = it + 1  # one more assignment for the cost, then stop
+    return centers, float((kept_weights * dmin).sum()), threshold
 
 
 def trimmed_kmeans(
@@ -89,42 +134,25 @@ def trimmed_kmeans(
     squares; a Student-t mixture started there keeps a component for the outliers
     and merges two clusters. Here the farthest ``trim`` share of the rows is left
     out of every centre update and of the cost, and seeds are drawn k-means++ style
-    among the other rows only. The best of ``n_seedings`` (lowest trimmed cost)
-    wins. Returns (centres, squared-distance threshold beyond which rows are trimmed).
+    among the other rows only. ``n_seedings`` seedings compete after a few Lloyd
+    iterations (lowest trimmed cost); the winner runs to convergence. Returns
+    (centres, squared distance beyond which rows are trimmed).
     """
-    n_samples = X.shape[0]
-    best = None
-    for _ in range(n_seedings):
-        centers = X[random_state.choice(n_samples, p=weights / weights.sum())][None, :].copy()
-        for _ in range(1, n_clusters):
-            dmin = _squared_distances(X, centers).min(axis=1)
-            potential = np.where(dmin <= _trimmed_threshold(dmin, weights, trim), dmin * weights, 0.0)
-            if potential.sum() <= 0.0:
-                potential = weights
-            pick = random_state.choice(n_samples, p=potential / potential.sum())
-            centers = np.vstack([centers, X[pick]])
-        for _ in range(_TRIMMED_LLOYD_MAX_ITER):
-            d2 = _squared_distances(X, centers)
-            labels = d2.argmin(axis=1)
-            dmin = d2[np.arange(n_samples), labels]
-            kept = dmin <= _trimmed_threshold(dmin, weights, trim)
-            w = np.where(kept, weights, 0.0)
-            mass = np.bincount(labels, weights=w, minlength=n_clusters)
-            sums = np.stack([np.bincount(labels, weights=w * X[:, d], minlength=n_clusters)
-                             for d in range(X.shape[1])], axis=1)  # fmt: skip
-            moved = np.where(mass[:, None] > 0, sums / np.maximum(mass, 1e-300)[:, None], centers)
-            done = np.allclose(moved, centers, rtol=0, atol=1e-12 * (1.0 + np.abs(centers).max()))
-            centers = moved
-            if done:
-                break
-        d2 = _squared_distances(X, centers)
-        dmin = d2.min(axis=1)
-        threshold = _trimmed_threshold(dmin, weights, trim)
-        cost = float((np.where(dmin <= threshold, dmin, 0.0) * weights).sum())
-        if best is None or cost < best[0]:
-            best = (cost, centers, threshold)
-    assert best is not None
-    return best[1], best[2]
+    # the sample is small: one thread avoids many short parallel launches (as fastem._init.kmeans)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        best = None
+        for _ in range(n_seedings):
+            seeds = _trimmed_seeds(X, weights, n_clusters, random_state, trim)
+            centers, cost, _ = _trimmed_lloyd(X, weights, seeds, trim, _TRIMMED_SEEDING_ITER)
+            if best is None or cost < best[0]:
+                best = (cost, centers)
+        assert best is not None
+        centers, _, threshold = _trimmed_lloyd(X, weights, best[1], trim, _TRIMMED_LLOYD_MAX_ITER)
+    finally:
+        numba.set_num_threads(threads)
+    return centers, threshold
 
 
 def _trimmed_one_hot(X: np.ndarray, centers: np.ndarray, threshold: float):
@@ -132,11 +160,9 @@ def _trimmed_one_hot(X: np.ndarray, centers: np.ndarray, threshold: float):
     n_components = centers.shape[0]
 
     def chunk(start: int, stop: int) -> np.ndarray:
-        d2 = _squared_distances(np.asarray(X[start:stop], dtype=np.float64), centers)
-        labels = d2.argmin(axis=1)
-        rows = np.arange(stop - start)
+        labels, dists = _nearest(X[start:stop], centers)
         resp = np.zeros((stop - start, n_components))
-        resp[rows, labels] = d2[rows, labels] <= threshold
+        resp[np.arange(stop - start), labels] = dists <= threshold
         return resp
 
     return chunk
