@@ -167,6 +167,7 @@ def _trimmed_one_hot(X: np.ndarray, centers: np.ndarray, threshold: float):
 
     return chunk
 
+
 #: bracket of the degrees-of-freedom update; DOF_MAX is the Gaussian limit for any practical purpose
 DOF_MIN = 1e-3
 DOF_MAX = 1e6
