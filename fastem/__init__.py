@@ -1,6 +1,7 @@
 """fastem: fast Expectation-Maximization for mixture models on multicore CPUs."""
 
 from . import priors
+from ._compile import compile_kernels
 from ._em import Callback, Iteration
 from ._kernels._config import BLOCK_ROWS
 from .families.base import DegenerateComponentWarning, DegenerateParameterWarning
@@ -29,6 +30,7 @@ __all__ = [
     "StudentTMixture",
     "VonMisesFisherMixture",
     "__version__",
+    "compile_kernels",
     "load",
     "priors",
 ]

@@ -370,6 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="also draw EM at work from a deliberately poor start (the model after 0, 1, 2, 5 and 10 "
         "iterations and the converged one, and the log-likelihood curve) to PATH (.png, .pdf, .svg)",
     )
+
+    p = add(
+        "compile",
+        "Compile the numba kernels ahead of time into numba's on-disk cache, so that no fit waits for them.",
+        "  fastem compile\n  fastem compile --family gaussian --covariance full,diag --dtype float64\n",
+    )
+    from ._compile import add_arguments as add_compile_arguments
+
+    add_compile_arguments(p)
     return parser
 
 
@@ -1033,8 +1042,20 @@ def _compile_notice(stream=None) -> Iterator[_CompileWatch]:
         def on_end(self, ev):
             watch.on_end(ev)
 
-    with event.install_listener("numba:compile", Listener()):
-        yield watch
+    from ._compile import notice
+
+    previous, notice.enabled = notice.enabled, False  # this command prints its own line, not the library's
+    try:
+        with event.install_listener("numba:compile", Listener()):
+            yield watch
+    finally:
+        notice.enabled = previous
+
+
+def cmd_compile(args) -> int:
+    from ._compile import run_command
+
+    return run_command(args)
 
 
 def cmd_demo(args) -> int:
@@ -1106,6 +1127,7 @@ COMMANDS = {
     "info": cmd_info,
     "select": cmd_select,
     "demo": cmd_demo,
+    "compile": cmd_compile,
 }
 
 

@@ -31,3 +31,13 @@ JIT_OPTIONS = dict(nogil=True, cache=True, fastmath=set(FASTMATH), error_model="
 def jit(**overrides):
     """``numba.njit`` with the package-wide options."""
     return numba.njit(**{**JIT_OPTIONS, **overrides})
+
+
+def _install_compile_notice() -> None:
+    # every kernel module imports this one: the notice is listening before anything compiles
+    from .._compile import install_notice
+
+    install_notice()
+
+
+_install_compile_notice()

@@ -1,0 +1,185 @@
+"""Compiling kernels: the stderr notice, ``fastem compile``, the on-disk cache, and the block runner.
+
+The subprocess tests point NUMBA_CACHE_DIR at an empty folder, so they see a
+fresh machine; they compile only cheap kernels, except one diag selection.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import types
+
+import numba
+import numpy as np
+import pytest
+
+from fastem import _compile
+from fastem._kernels._blocks import add_partials, run_blocks
+from fastem._kernels._config import jit
+
+NOTICE = "fastem: compiling kernels"
+
+# the cheapest fastem kernel: the serial merge of block partials
+_CHEAP = (
+    "import numpy as np; from fastem._kernels._blocks import add_partials; "
+    "add_partials(np.ones((2, 3)), np.zeros(3))"
+)
+
+
+def _run(code_or_args, cache_dir, extra_env=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir), "NUMBA_NUM_THREADS": "2"}
+    env.pop("FASTEM_COMPILE_NOTICE", None)
+    env.update(extra_env or {})
+    args = ["-c", code_or_args] if isinstance(code_or_args, str) else code_or_args
+    return subprocess.run(
+        [sys.executable, *args], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_notice_while_compiling_and_not_when_loading_from_the_cache(tmp_path):
+    first = _run(_CHEAP, tmp_path)
+    assert first.returncode == 0, first.stderr
+    lines = [line for line in first.stderr.splitlines() if line.startswith(NOTICE)]
+    assert len(lines) == 1, first.stderr
+    assert "first use only; cached in " + str(tmp_path) in lines[0]
+    second = _run(_CHEAP, tmp_path)  # a new process: loads the kernel, compiles nothing
+    assert second.returncode == 0, second.stderr
+    assert NOTICE not in second.stderr
+
+
+def test_notice_can_be_silenced(tmp_path):
+    result = _run(_CHEAP, tmp_path, {"FASTEM_COMPILE_NOTICE": "0"})
+    assert result.returncode == 0, result.stderr
+    assert NOTICE not in result.stderr
+
+
+def test_compile_command_fills_the_cache_so_a_fit_compiles_nothing(tmp_path):
+    command = [
+        "-m",
+        "fastem",
+        "compile",
+        "--family",
+        "gaussian",
+        "--covariance",
+        "diag",
+        "--dtype",
+        "float64",
+    ]
+    compiled = _run(command, tmp_path)
+    assert compiled.returncode == 0, compiled.stderr
+    assert "gaussian diag float64" in compiled.stdout
+    assert "compiled)" in compiled.stdout and "already cached" not in compiled.stdout
+    assert compiled.stdout.splitlines()[-1].startswith("done in ")
+    fit = (
+        "import numpy as np; from fastem import GaussianMixture; "
+        "X = np.random.default_rng(0).normal(size=(200, 3)); "
+        "m = GaussianMixture(2, covariance_type='diag', random_state=0).fit(X); "
+        "m.predict_proba(X); m.score(X)"
+    )
+    after = _run(fit, tmp_path)
+    assert after.returncode == 0, after.stderr
+    assert NOTICE not in after.stderr  # every kernel came from the cache
+
+
+def test_compile_command_rejects_an_unknown_family(tmp_path):
+    result = _run(["-m", "fastem", "compile", "--family", "gauss"], tmp_path)
+    assert result.returncode == 2
+    assert "unknown family gauss" in result.stderr
+
+
+def test_jobs_follow_the_selection():
+    jobs = _compile.compile_jobs(["gaussian", "poisson", "student-t"], ["full", "spherical"], ["float32"])
+    assert jobs == [
+        ("gaussian", "full", "float32"),
+        ("gaussian", "spherical", "float32"),
+        ("poisson", None, "float32"),
+        ("student-t", "full", "float32"),  # Student-t has no spherical covariance
+    ]
+    everything = _compile.compile_jobs()
+    assert len(everything) == 2 * (4 + 2 + 4)
+
+
+def test_notice_prints_one_line_per_burst_with_the_kernel_label():
+    import io
+
+    stream = io.StringIO()
+    notice = _compile._Notice(stream)
+    notice.enabled = True
+
+    class FakeDispatcher:
+        def __init__(self, module, name):
+            self.py_func = types.SimpleNamespace(__module__=module, __name__=name)
+
+    class FakeArray:
+        dtype = "float32"
+
+    full = FakeDispatcher("fastem._kernels.gaussian", "_blocks_full_tied")
+    other = FakeDispatcher("numba.np.arrayobj", "impl")
+    notice.on_start(other, None)  # numba's own helpers are not announced
+    notice.on_start(full, (FakeArray(),))
+    notice.on_start(full, (FakeArray(),))  # nested: same burst
+    notice.on_end(full)
+    notice.on_end(full)
+    notice.on_start(full, (FakeArray(),))  # right after: same burst
+    notice.on_end(full)
+    lines = stream.getvalue().splitlines()
+    assert lines == [f"{NOTICE} for full/tied covariances, float32 (first use only; not cached: numba has no "
+                     "cache directory here)"]  # fmt: skip
+    notice.last_end -= 2 * _compile.BURST_GAP  # later: a new line
+    notice.on_start(full, (FakeArray(),))
+    assert len(stream.getvalue().splitlines()) == 2
+
+
+@jit()
+def _fill_blocks(out, value, blk_start, blk_stop):
+    for blk in range(blk_start, blk_stop):
+        out[blk] += value + blk
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("n_blocks", [0, 1, 5])
+def test_run_blocks_covers_every_block_once(threads, n_blocks):
+    out = np.zeros(n_blocks)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        run_blocks(_fill_blocks, n_blocks, out, 10.0)
+    finally:
+        numba.set_num_threads(previous)
+    np.testing.assert_array_equal(out, 10.0 + np.arange(n_blocks))
+
+
+def test_run_blocks_raises_a_kernel_error():
+    def failing(blk_start, blk_stop):
+        if blk_start > 0:
+            raise RuntimeError("block failed")
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    try:
+        if numba.get_num_threads() < 2:
+            pytest.skip("needs two numba threads")
+        with pytest.raises(RuntimeError, match="block failed"):
+            run_blocks(failing, 4)
+    finally:
+        numba.set_num_threads(previous)
+
+
+def test_add_partials_adds_in_block_order():
+    parts = np.array([[1e16, 1.0], [1.0, -1e16], [-1e16, 1e16]])
+    acc = np.zeros(2)
+    add_partials(parts, acc)
+    expected = np.zeros(2)
+    for row in parts:  # ((0 + a) + b) + c, element by element
+        expected += row
+    np.testing.assert_array_equal(acc, expected)
+    # in order, the 1.0 is lost beside 1e16 in both columns; adding the 1e16s first would keep it
+    np.testing.assert_array_equal(acc, [0.0, 0.0])
+
+
+def test_add_partials_refuses_a_strided_accumulator():
+    acc = np.zeros((2, 4))[:, ::2]
+    with pytest.raises(ValueError, match="C-contiguous"):
+        add_partials(np.ones((3, 2, 2)), acc)
