@@ -18,21 +18,29 @@ no less than 1).
 
 Safeguard. The objective at the extrapolated, stabilised point t'' is the
 E-step of the next iteration (no extra pass). It is kept only if it is at
-least the objective at t1, the best point of the iteration whose objective is
-known (by the EM inequality L(t2) >= L(t1), so this is a test against a lower
-estimate of L(t2) that needs no extra pass); otherwise the run falls back to
-t2 (plain EM) and spends one pass on it. An extrapolation that produces
-invalid parameters (non-finite values, a non-finite objective, an M-step that
-empties or collapses components) falls back to t2 at once. Hence every
-recorded objective is the E-step value at a kept iterate, and the recorded
-sequence never decreases (up to rounding, and except after re-seeding an
-emptied component, as in plain EM).
+least the recorded objective at t1; otherwise the run takes the plain EM step
+to t2 (whose E-step is the next pass). An extrapolation that produces invalid
+parameters (non-finite values, a non-finite objective, an M-step that empties
+or collapses components) falls back to t2 at once. Hence the recorded sequence
+never decreases (up to rounding, and except after re-seeding an emptied
+component, as in plain EM).
 
-Bookkeeping mirrors :func:`fastem._em.run_em`: iteration n records the
-objective of the E-step at its starting point p_n, its callbacks get the
-parameters after that E-step's M-step (p1 = M(p_n)), and a converged run
-returns p1. One accelerated iteration usually costs 3 passes (E-steps at p_n,
-p1 and t'); ``n_passes`` counts every call of ``accumulate``.
+Bookkeeping and convergence. Every E-step at a kept point is one recorded
+iteration, as in :func:`fastem._em.run_em`: t0 and t1 of each cycle, an
+accepted t'' or the fallback t2. Iteration n records the objective at its point
+p_n; its callbacks get M(p_n), and a converged run returns M(p_n). The
+convergence test is run_em's, |L(p_n) - L(p_{n-1})| < tol, applied only when
+p_n = M(p_{n-1}) is a plain EM step (never across an extrapolation, whose
+change says nothing about the EM map's): a run stops only where one plain EM
+step changes the objective by less than tol, plain EM's own rule. A cycle
+costs 3 passes (E-steps at t0, t1 and t'); ``n_passes`` counts every call of
+``accumulate`` and ``max_iter`` counts recorded iterations.
+
+Endgame. When plain EM is about to converge (well separated clusters: a few
+passes), an extrapolation cannot pay for its extra passes. From the last two
+changes of consecutive plain steps the objective's rate predicts how many
+passes plain EM still needs (:func:`_endgame`); at most ``ENDGAME_PASSES``,
+the cycle takes the plain step to t2 instead.
 
 Unconstrained coordinates (:func:`parameter_vector` / :func:`params_from_vector`):
 
@@ -42,6 +50,8 @@ Unconstrained coordinates (:func:`parameter_vector` / :func:`params_from_vector`
   diagonal as log U_dd, for 'full' and 'tied'; log U = -log sigma (minus the
   log standard deviation) for 'diag' and 'spherical', so every covariance type
   uses the same scale; covariances are recomputed from U on the way back;
+* Student-t: as the Gaussian ('full', 'diag'), plus the log degrees of freedom
+  (clipped to the M-step's bracket on the way back);
 * Poisson: log rates; Bernoulli: logits;
 * multinomial: log(p_kd / p_kD), d < D (the last category is the reference);
 * von Mises-Fisher: the mean directions as free vectors of R^D, divided by
@@ -67,6 +77,9 @@ from ._em import CollapsedComponents, EMRun, Iteration, PassCounter, _call
 from .families._linear import LinearParams
 from .families.base import DegenerateComponentWarning
 from .families.gaussian import GaussianParams, covariances_from_precisions_cholesky
+from .families.student_t import DOF_MAX as _DOF_MAX
+from .families.student_t import DOF_MIN as _DOF_MIN
+from .families.student_t import StudentTParams
 
 __all__ = [
     "PassCounter",
@@ -80,8 +93,10 @@ __all__ = [
 STEP_MIN = 1.0
 STEP_MAX0 = 1.0
 MSTEP = 4.0
-#: R's SQUAREM skips the stabilising EM map when |alpha - 1| <= 0.01
+#: R's SQUAREM skips the stabilising EM map when |alpha - 1| <= 0.01; here that step is plain EM
 STABILISE_ABOVE = 0.01
+#: no extrapolation when plain EM is predicted to converge within this many passes (see _endgame)
+ENDGAME_PASSES = 3.0
 
 _RATE_FLOOR = 1e-10  # = fastem.families.poisson.RATE_FLOOR
 _PROB_FLOOR = 1e-10  # = fastem.families.{bernoulli, multinomial}.PROB_FLOOR
@@ -101,10 +116,10 @@ class SquaremRun(EMRun):
 # ---------------------------------------------------------------- coordinates
 def _family_name(family: Any) -> str:
     name = family if isinstance(family, str) else getattr(family, "name", None)
-    if name not in ("gaussian", "poisson", "bernoulli", "multinomial", "vmf"):
+    if name not in ("gaussian", "student_t", "poisson", "bernoulli", "multinomial", "vmf"):
         raise ValueError(
-            f"accelerate='squarem' supports the gaussian, poisson, bernoulli, multinomial and vmf families, "
-            f"not {name!r}."
+            f"accelerate='squarem' supports the gaussian, student_t, poisson, bernoulli, multinomial and "
+            f"vmf families, not {name!r}."
         )
     return name
 
@@ -135,7 +150,7 @@ def parameter_vector(family: Any, params: Any) -> np.ndarray:
     ----------
     family : family object or str
         The family (or its ``name``): gaussian, poisson, bernoulli, multinomial or vmf.
-    params : GaussianParams or LinearParams
+    params : GaussianParams, StudentTParams or LinearParams
         The mixture's parameters.
 
     Returns
@@ -147,7 +162,7 @@ def parameter_vector(family: Any, params: Any) -> np.ndarray:
     name = _family_name(family)
     parts = [_log_ratios(np.asarray(params.weights, dtype=np.float64))]
     with np.errstate(divide="ignore", invalid="ignore"):
-        if name == "gaussian":
+        if name in ("gaussian", "student_t"):
             parts.append(np.asarray(params.means, dtype=np.float64).ravel())
             U = np.asarray(params.precisions_cholesky, dtype=np.float64)
             if params.covariance_type in ("full", "tied"):
@@ -157,6 +172,8 @@ def parameter_vector(family: Any, params: Any) -> np.ndarray:
                 parts.append(tri.ravel())
             else:
                 parts.append(np.log(U).ravel())
+            if name == "student_t":
+                parts.append(np.log(np.asarray(params.dof, dtype=np.float64)))
         elif name == "poisson":
             parts.append(np.log(params.arrays["rates"]).ravel())
         elif name == "bernoulli":
@@ -188,12 +205,12 @@ def params_from_vector(family: Any, vector: np.ndarray, like: Any) -> Any:
         The family (or its ``name``).
     vector : ndarray of shape (n_coordinates,)
         Unconstrained coordinates.
-    like : GaussianParams or LinearParams
+    like : GaussianParams, StudentTParams or LinearParams
         Any parameters of the same model (shapes, covariance type).
 
     Returns
     -------
-    GaussianParams or LinearParams
+    GaussianParams, StudentTParams or LinearParams
 
     Raises
     ------
@@ -215,7 +232,7 @@ def params_from_vector(family: Any, vector: np.ndarray, like: Any) -> Any:
         at += n
         return out
 
-    if name == "gaussian":
+    if name in ("gaussian", "student_t"):
         kind = like.covariance_type
         D = like.means.shape[1]
         means = take(K * D).reshape(K, D).copy()
@@ -230,12 +247,15 @@ def params_from_vector(family: Any, vector: np.ndarray, like: Any) -> Any:
             U = U.reshape(U_like.shape)
         else:
             U = np.exp(take(U_like.size)).reshape(U_like.shape)
+        dof = np.clip(np.exp(take(K)), _DOF_MIN, _DOF_MAX) if name == "student_t" else None
         if at != vector.size:
             raise ValueError(f"expected {at} coordinates, got {vector.size}.")
         U = np.ascontiguousarray(U)
         cov = covariances_from_precisions_cholesky(U, kind)
         if not (np.all(np.isfinite(U)) and np.all(np.isfinite(cov))):
             raise ValueError("the parameter vector gives non-finite covariances.")
+        if dof is not None:
+            return StudentTParams(kind, weights, means, U, dof, cov)
         return GaussianParams(kind, weights, means, U, cov)
     shape = next(iter(like.arrays.values())).shape
     K, D = shape
@@ -291,11 +311,11 @@ def run_squarem(
     family: Any = None,
     objective: Callable | None = None,
 ) -> SquaremRun:
-    """SQUAREM (SqS3) from ``params`` until |change| < tol or ``max_iter`` accelerated iterations.
+    """SQUAREM (SqS3) from ``params`` until a plain EM step changes the objective by less than ``tol``.
 
     A drop-in replacement for :func:`fastem._em.run_em` (same arguments, same
     :class:`~fastem._em.EMRun` fields and callbacks, one ``on_iteration`` per
-    accelerated iteration); see the module docstring for the scheme.
+    E-step at a kept point); see the module docstring for the scheme.
 
     Parameters
     ----------
@@ -306,9 +326,10 @@ def run_squarem(
     params : object
         Starting parameters.
     tol : float
-        Convergence threshold on the change of the objective between iterations.
+        Convergence threshold on the change of the objective over one plain EM step.
     max_iter : int
-        Maximum number of accelerated iterations (``history`` included).
+        Maximum number of recorded iterations (``history`` included); an
+        extrapolation cycle records two or three.
     lower_bound : float, default=-inf
         The objective before the first iteration (``warm_start``).
     history : sequence of float, default=()
@@ -349,9 +370,11 @@ def run_squarem(
     if lower_bounds:
         lower_bound = lower_bounds[-1]
     p = params
-    #: an extrapolated proposal awaiting its objective: (fallback t2, objective to beat, alpha used)
-    pending: tuple[Any, float, float] | None = None
-    reseeded = False
+    stats = None  # the E-step statistics at p, when the extrapolation check already computed them
+    value = -np.inf  # and their objective
+    plain_step = True  # p = M(the previous recorded point): its change is a plain EM step's
+    plain_changes: list[float] = []  # the changes of the latest run of consecutive plain EM steps
+    anchor: Any = None  # t0 of the cycle in progress (the point before p, a plain EM step back)
 
     def adapt(alpha: float, rejected: bool) -> None:
         # the R package's step-length rule (step.min = 1 > 0: only step.max moves)
@@ -364,21 +387,15 @@ def run_squarem(
         if alpha == step_max:
             step_max *= MSTEP
 
-    for n_iter in range(len(lower_bounds) + 1, max_iter + 1):
-        previous = lower_bound
-        stats = counter(p)
-        lower_bound = _objective(stats, p)
-        if pending is not None:
-            fallback, beat, alpha = pending
-            pending = None
-            rejected = not (lower_bound >= beat)  # NaN rejects too
-            adapt(alpha, rejected)
-            if rejected:
-                p = fallback
-                stats = counter(p)
-                lower_bound = _objective(stats, p)
+    while n_iter < max_iter:
+        # ---- one recorded iteration at p: E-step (unless the check did it), M-step, callbacks, test
+        if stats is None:
+            stats = counter(p)
+            value = _objective(stats, p)
+        n_iter += 1
+        previous, lower_bound = lower_bound, value
         try:
-            p1, emptied = m_step(stats)
+            p_next, emptied = m_step(stats)
         except CollapsedComponents as exc:
             if not exc.partial:
                 raise
@@ -395,67 +412,81 @@ def run_squarem(
                               n_passes=counter.count, n_rejected=n_rejected)  # fmt: skip
         lower_bounds.append(lower_bound)
         change = lower_bound - previous
-        _call(callbacks, "on_iteration", Iteration(init, n_iter, lower_bound, change, p1, list(lower_bounds)))
-        was_reseeded, reseeded = reseeded, False
+        it = Iteration(init, n_iter, lower_bound, change, p_next, list(lower_bounds))
+        _call(callbacks, "on_iteration", it)
+        stats = None
         if emptied:
             _emptied_warning(emptied, n_iter)
-            p = p1  # a re-seed: one plain step, and no convergence test (as run_em)
+            # a re-seed: no convergence test here and no extrapolation across it (as run_em)
+            p, anchor, plain_step, plain_changes = p_next, None, True, []
             continue
-        if (not was_reseeded and abs(change) < tol) or n_iter == max_iter:
-            converged = not was_reseeded and abs(change) < tol
-            p = p1
+        # run_em's test, on plain EM steps only: an accepted extrapolation is not an EM step
+        if plain_step and abs(change) < tol:
+            converged = True
+            p = p_next
             break
-        # the second EM map
-        stats1 = counter(p1)
-        objective1 = _objective(stats1, p1)
-        try:
-            p2, emptied2 = m_step(stats1)
-        except CollapsedComponents:
-            p = p1  # the next iteration's E-step meets the collapse exactly as plain EM would
+        plain_changes = [*plain_changes[-1:], change] if plain_step else []
+        if anchor is None or n_iter == max_iter:
+            # the first EM step of a cycle: the next recorded point is p1 = M(p)
+            anchor, p, plain_step = p, p_next, True
             continue
-        if not emptied2 and abs(objective1 - lower_bound) < tol and n_iter < max_iter:
-            # p1 -> p2 is a plain EM iteration that meets run_em's test: record it and stop
-            n_iter += 1
-            lower_bounds.append(objective1)
-            change, lower_bound = objective1 - lower_bound, objective1
-            it = Iteration(init, n_iter, lower_bound, change, p2, list(lower_bounds))
-            _call(callbacks, "on_iteration", it)
-            p, converged = p2, True
-            break
-        if emptied2 or not np.isfinite(objective1):
-            if emptied2:
-                _emptied_warning(emptied2, n_iter)
-                reseeded = True
-            p = p2
+        # ---- p is t1 = M(t0) of a cycle, p_next is t2 = M(t1): extrapolate, or step plainly to t2
+        p0, p1, p2 = anchor, p, p_next
+        anchor, p, plain_step = None, p2, True  # the plain EM step, unless an extrapolation is kept below
+        if _endgame(plain_changes, tol):
             continue
-        t0, t1, t2 = (parameter_vector(family, q) for q in (p, p1, p2))
+        if step_max <= STEP_MIN:
+            adapt(STEP_MIN, rejected=False)  # alpha is clamped to 1: the plain EM step, no vectors needed
+            continue
+        t0, t1, t2 = (parameter_vector(family, q) for q in (p0, p1, p2))
         if not (np.all(np.isfinite(t0)) and np.all(np.isfinite(t1)) and np.all(np.isfinite(t2))):
-            p = p2  # on the boundary (a zero weight): plain EM
-            continue
+            continue  # on the boundary (a zero weight): plain EM
         r = t1 - t0
         v = t2 - t1 - r
         sr2, sv2 = float(r @ r), float(v @ v)
         alpha = np.sqrt(sr2 / sv2) if sv2 > 0 else (np.inf if sr2 > 0 else 1.0)
         alpha = float(max(STEP_MIN, min(step_max, alpha)))
-        if alpha == 1.0:
-            adapt(alpha, rejected=False)
-            p = p2
+        if alpha <= STEP_MIN + STABILISE_ABOVE:
+            adapt(alpha, rejected=False)  # t' = t2 (to 1%): the plain EM step
             continue
         try:
-            proposal = params_from_vector(family, t0 + 2.0 * alpha * r + alpha * alpha * v, p2)
-            if abs(alpha - 1.0) > STABILISE_ABOVE:
-                stats_x = counter(proposal)
-                if not np.isfinite(_objective(stats_x, proposal)):
-                    raise ValueError("non-finite objective at the extrapolated point")
-                proposal, emptied_x = m_step(stats_x)
-                if emptied_x:
-                    raise ValueError("the extrapolated point empties components")
+            extrapolated = params_from_vector(family, t0 + 2.0 * alpha * r + alpha * alpha * v, p2)
+            stats_x = counter(extrapolated)
+            if not np.isfinite(_objective(stats_x, extrapolated)):
+                raise ValueError("non-finite objective at the extrapolated point")
+            proposal, emptied_x = m_step(stats_x)  # the stabilising EM step
+            if emptied_x:
+                raise ValueError("the extrapolated point empties components")
+            stats_p = counter(proposal)  # the next iteration's E-step
+            value_p = _objective(stats_p, proposal)
+            # the safeguard: never below the recorded objective at t1 (NaN fails too)
+            accepted = value_p >= lower_bound
         except (ValueError, FloatingPointError, np.linalg.LinAlgError):
             # CollapsedComponents is a ValueError: an invalid extrapolation, not a failed run
-            adapt(alpha, rejected=True)
-            p = p2
-            continue
-        pending = (p2, objective1, alpha)
-        p = proposal
+            accepted = False
+        adapt(alpha, rejected=not accepted)
+        if accepted:
+            p, stats, value, plain_step = proposal, stats_p, value_p, False
     return SquaremRun(p, n_iter, converged, lower_bound, lower_bounds, n_passes=counter.count,
                       n_rejected=n_rejected)  # fmt: skip
+
+
+def _endgame(plain_changes: list[float], tol: float) -> bool:
+    """True when plain EM is predicted to meet the tolerance within ``ENDGAME_PASSES`` passes.
+
+    From the last two changes of consecutive plain EM steps, c_prev and c, the
+    objective's linear rate rho = c / c_prev predicts the next changes c rho^j;
+    plain EM stops at the first j with c rho^j < tol. An extrapolation costs
+    two passes plus the E-step that tests convergence after it, so when j is
+    at most ``ENDGAME_PASSES`` the plain step is at least as cheap (and the
+    cycle is kept for slow, linear convergence, where it pays).
+    """
+    if len(plain_changes) < 2 or not tol > 0.0:
+        return False
+    c_prev, c = plain_changes
+    if not (0.0 < c < c_prev):
+        return False
+    rate = c / c_prev
+    if rate == 0.0:  # c is below c_prev by more than the float range: plain EM is done next step
+        return True
+    return bool(np.log(tol / c) / np.log(rate) <= ENDGAME_PASSES)

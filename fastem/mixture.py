@@ -175,8 +175,10 @@ class GaussianMixture(BaseMixture):
         None: plain EM. 'squarem': SQUAREM (Varadhan & Roland 2008, scheme SqS3)
         extrapolates two EM steps at a time in unconstrained coordinates, with a
         fall-back to the plain EM step whenever the objective would decrease, so
-        ``lower_bounds_`` still never decreases; one accelerated iteration costs
-        about three passes over the data (``n_passes_`` counts them). Batch EM only.
+        ``lower_bounds_`` still never decreases. A cycle (two EM steps and the
+        extrapolated point) costs three passes over the data: ``n_passes_``
+        counts passes, while ``n_iter_`` and ``max_iter`` count E-steps at kept
+        points. Batch EM only.
     prior : None, 'mclust' or fastem.priors.GaussianPrior, default=None
         None: maximum-likelihood EM. Otherwise MAP-EM under the conjugate prior
         of Fraley & Raftery (R mclust's ``priorControl()``): 'mclust' is
@@ -914,8 +916,9 @@ default='trimmed_kmeans'
     random_state, warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
     learning_decay, learning_offset
         As for :class:`GaussianMixture`.
-    accelerate : None, default=None
-        Only plain ECM is available for Student-t mixtures.
+    accelerate : None or 'squarem', default=None
+        As for :class:`GaussianMixture`; the degrees of freedom are extrapolated
+        on a log scale, held in the nu update's bracket.
 
     Attributes
     ----------
@@ -992,9 +995,6 @@ default='trimmed_kmeans'
         if not isinstance(self.fix_degrees_of_freedom, (bool, np.bool_)):
             raise ValueError(f"Invalid value for 'fix_degrees_of_freedom': {self.fix_degrees_of_freedom!r}. "
                              "It must be True or False.")  # fmt: skip
-        if self.accelerate is not None:
-            raise ValueError(f"Invalid value for 'accelerate': {self.accelerate!r}. StudentTMixture runs "
-                             "plain ECM only (accelerate=None).")  # fmt: skip
 
     def _check_family_parameters(self, n_features: int) -> dict:
         """means_init and precisions_init as for GaussianMixture; degrees_of_freedom_init > 0."""

@@ -11,14 +11,23 @@ from conftest import make_mixture
 from reference_families import make_bernoulli, make_multinomial, make_poisson, make_vmf
 
 import fastem
-from fastem._accelerate import PassCounter, SquaremRun, parameter_vector, params_from_vector, run_squarem
+from fastem._accelerate import (
+    PassCounter,
+    SquaremRun,
+    _endgame,
+    parameter_vector,
+    params_from_vector,
+    run_squarem,
+)
 from fastem._em import as_callbacks, run_em
 from fastem._executor import ArrayExecutor
 from fastem.families.bernoulli import BernoulliFamily
 from fastem.families.gaussian import GaussianFamily
 from fastem.families.multinomial import MultinomialFamily
 from fastem.families.poisson import PoissonFamily
+from fastem.families.student_t import StudentTFamily
 from fastem.families.vmf import VonMisesFisherFamily
+from fastem.sources import NpySource
 
 COV_TYPES = ("full", "tied", "diag", "spherical")
 
@@ -33,9 +42,10 @@ LINEAR = {
 
 def _problem(name: str):
     """(X, family, initial params) as the estimators build them."""
-    if name.startswith("gaussian"):
+    if name.startswith(("gaussian", "student_t")):
         X = make_mixture(600, spread=0.5)[0]  # overlapping clusters
-        family, K = GaussianFamily(name.split("-")[1], 1e-6), 3
+        kind = name.split("-")[1]
+        family, K = (GaussianFamily(kind, 1e-6) if name.startswith("gaussian") else StudentTFamily(kind)), 3
     else:
         make, family_cls, K = LINEAR[name]
         X, family = make(), family_cls()
@@ -45,7 +55,7 @@ def _problem(name: str):
     return X, family, params
 
 
-ALL = [f"gaussian-{c}" for c in COV_TYPES] + list(LINEAR)
+ALL = [f"gaussian-{c}" for c in COV_TYPES] + ["student_t-full", "student_t-diag"] + list(LINEAR)
 
 
 def _arrays_close(a, b, family, atol=1e-12):
@@ -66,6 +76,9 @@ def test_vector_round_trip(name):
     _arrays_close(params, back, family)
     # the free-parameter count of BIC: one coordinate per free parameter (vMF keeps D per direction)
     extra = params.weights.size if name == "vmf" else 0
+    if name.startswith("student_t"):
+        np.testing.assert_allclose(vector[-params.dof.size :], np.log(params.dof), rtol=0, atol=1e-15)
+        np.testing.assert_allclose(back.dof, params.dof, rtol=1e-13)
     assert vector.size == family.n_parameters(params) + extra
 
 
@@ -95,7 +108,7 @@ def test_invalid_vectors_are_refused():
     with pytest.raises(ValueError, match="coordinates"):
         params_from_vector(family, vector[:-1], params)
     with pytest.raises(ValueError, match="supports"):
-        parameter_vector("student_t", params)
+        parameter_vector("gamma", params)
 
 
 def _runs(name, tol=1e-10):
@@ -116,11 +129,66 @@ def test_squarem_is_monotone_accurate_and_cheaper(name):
     bounds = np.asarray(fast.lower_bounds)
     assert bounds.size == fast.n_iter and bounds[-1] == fast.lower_bound
     assert np.all(np.diff(bounds) >= -1e-12), np.diff(bounds).min()
+    # convergence is run_em's test on a plain EM step: the last recorded change is below tol
+    assert abs(bounds[-1] - bounds[-2]) < 1e-10
     # as close to the optimum as plain EM run to a much tighter tolerance
     assert abs(fast.lower_bound - tight.lower_bound) < 1e-6
     assert fast.lower_bound >= plain.lower_bound - 1e-9
     # plain EM: one pass per iteration; SQUAREM must need at most 0.7x the passes
     assert fast.n_passes <= 0.7 * plain.n_iter, (fast.n_passes, plain.n_iter)
+
+
+def test_squarem_student_t():
+    # gross outliers; the degrees of freedom drift slowly towards the Gaussian limit: plain ECM crawls
+    X = make_mixture(600, spread=0.5)[0]
+    rng = np.random.default_rng(0)
+    rows = rng.choice(600, 30, replace=False)
+    X[rows] = rng.uniform(-3, 3, size=(30, 3)) * np.ptp(X, axis=0) + X.mean(axis=0)
+    family = StudentTFamily("full")
+    params = family.initial_params(
+        X, None, n_components=3, init_params="kmeans", random_state=np.random.RandomState(0)
+    )
+    executor = ArrayExecutor(X, None, family)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = run_em(executor.accumulate, family.m_step, params, tol=1e-8, max_iter=20_000)
+        fast = run_squarem(executor.accumulate, family.m_step, params, tol=1e-8, max_iter=20_000)
+    assert plain.converged and fast.converged
+    bounds = np.asarray(fast.lower_bounds)
+    assert np.all(np.diff(bounds) >= -1e-12) and abs(bounds[-1] - bounds[-2]) < 1e-8
+    assert fast.lower_bound >= plain.lower_bound - 1e-9
+    assert fast.n_passes <= 0.5 * plain.n_iter, (fast.n_passes, plain.n_iter)
+    assert np.all(fast.params.dof >= 1e-3) and np.all(np.isfinite(fast.params.dof))
+
+
+@pytest.mark.parametrize("name", ["separated", "vmf"])
+def test_squarem_costs_no_more_passes_than_plain_em_on_fast_problems(name):
+    # well separated clusters: plain EM meets tol in a few passes, where an extrapolation cannot pay
+    if name == "separated":
+        X, family = make_mixture(600, seed=7, spread=3.0)[0], GaussianFamily("full", 1e-6)
+        K = 3
+    else:
+        X, family, K = make_vmf(600, 0)[0], VonMisesFisherFamily(), 3
+    params = family.initial_params(
+        X, None, n_components=K, init_params="kmeans", random_state=np.random.RandomState(0)
+    )
+    executor = ArrayExecutor(X, None, family)
+    plain = run_em(executor.accumulate, family.m_step, params, tol=1e-8, max_iter=1000)
+    fast = run_squarem(executor.accumulate, family.m_step, params, tol=1e-8, max_iter=1000)
+    assert plain.converged and fast.converged
+    assert fast.n_passes <= plain.n_iter, (fast.n_passes, plain.n_iter)
+    assert fast.lower_bound >= plain.lower_bound - 1e-9
+
+
+def test_endgame_prediction():
+    # changes 1e-4 then 1e-6: rate 1e-2, next changes 1e-8, 1e-10: tol 1e-9 is met in 2 passes
+    assert _endgame([1e-4, 1e-6], 1e-9)
+    # rate 0.9: about 130 passes to go; an extrapolation pays
+    assert not _endgame([1e-4, 0.9e-4], 1e-9)
+    # not enough history, or changes that do not decay: no prediction
+    assert not _endgame([1e-6], 1e-9)
+    assert not _endgame([1e-6, 2e-6], 1e-9)
+    assert not _endgame([1e-6, -1e-12], 1e-9)
 
 
 def test_squarem_callbacks_and_pass_count():
@@ -212,3 +280,24 @@ def test_accelerate_is_validated_and_refused_online():
         fastem.GaussianMixture(2, accelerate="fast").fit(X)
     with pytest.raises(ValueError, match="algorithm='online'"):
         fastem.GaussianMixture(2, accelerate="squarem").fit(X, algorithm="online")
+
+
+def test_squarem_on_a_source_and_with_a_checkpoint_is_the_in_memory_fit(tmp_path):
+    # chunks of BLOCK_ROWS rows: the streamed statistics are bitwise the in-memory ones, and so is the run
+    X = make_mixture(n_samples=2 * fastem.BLOCK_ROWS + 100, seed=11, spread=0.45)[0]
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+
+    def make():
+        return fastem.GaussianMixture(4, random_state=0, tol=1e-7, max_iter=5000, accelerate="squarem")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        memory = make().fit(X)
+        streamed = make().fit(NpySource(path, chunk_rows=fastem.BLOCK_ROWS))
+        checkpointed = make().fit(X, checkpoint=tmp_path / "fit.ckpt")
+    assert memory.converged_ and memory.n_passes_ > memory.n_iter_, (memory.n_iter_, memory.n_passes_)
+    for got in (streamed, checkpointed):
+        assert got.n_passes_ == memory.n_passes_ and got.lower_bounds_ == memory.lower_bounds_
+        np.testing.assert_array_equal(got.means_, memory.means_)
+        np.testing.assert_array_equal(got.covariances_, memory.covariances_)

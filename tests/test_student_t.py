@@ -160,7 +160,7 @@ def test_invalid_parameters(X):
     with pytest.raises(ValueError, match="covariance_type"):
         StudentTMixture(K, covariance_type="tied").fit(X)
     with pytest.raises(ValueError, match="accelerate"):
-        StudentTMixture(K, accelerate="squarem").fit(X)
+        StudentTMixture(K, accelerate="fast").fit(X)
 
 
 def test_sample_has_the_fitted_shape(X):
