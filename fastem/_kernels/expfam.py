@@ -7,7 +7,9 @@ per-component log-density is linear in x::
 
 so one pass needs the product X theta^T (the E-step) and R^T X (the first
 moments), both of size N x K x D. The dense pass follows the structure of
-``_gaussian_pass``: blocks of ``BLOCK_ROWS`` rows, one per parallel task; tiles
+``_gaussian_pass``: blocks of ``BLOCK_ROWS`` rows, each thread running a
+contiguous range of them (``_blocks.run_blocks``, serial ``nogil`` kernels
+rather than ``parallel=True``, which compile in about half the time); tiles
 of ``TILE_ROWS`` rows transposed into aligned (D, T) buffers so that rows sit in
 the SIMD lanes. Per tile:
 
@@ -35,9 +37,9 @@ caller's accumulators serially, in block order, so results are independent of
 the number of threads, and calls on pieces cut at multiples of ``BLOCK_ROWS``
 add up to the one-call result bit for bit. No N x K or N x D temporary is
 created; the optional outputs (per-point log-likelihood, label,
-responsibilities) are written in place. The body of a block is a function of
-its own (``_dense_block``), called from the parallel loop: numba's parfor
-passes then never see it, which took a third off the compile time.
+responsibilities) are written in place. The Python drivers (``_expfam_pass``
+and its CSR and missing-value siblings) pad the parameters, run the block
+kernels on the threads and merge the partials.
 
 ``_expfam_pass_csr`` is the same pass for a CSR matrix: rows are read one by
 one (a_k = const_k + sum over the row's nonzeros of theta_kj x_j, in float64,
@@ -55,6 +57,14 @@ is not additive over the pieces of a count.
 
 theta must be finite (floor probabilities and rates before taking logs):
 -inf * 0 is NaN. A component can be switched off with const_k = -inf.
+
+``_expfam_pass_missing`` is the dense pass for rows with missing entries (NaN)
+of the families with independent features (Poisson, Bernoulli): the tile
+reads NaN as 0, each row's a_k is corrected by -sum over its missing d of
+c_kd, and the missing mass M_kd = sum_b w_b r_kb [x_bd missing] is
+accumulated beside R and S1 (see the section at the end of this module).
+Callers run it only on chunks that hold a NaN (``_has_nan``), so complete
+data keep ``_expfam_pass`` and its results bit for bit.
 """
 
 from __future__ import annotations
@@ -62,9 +72,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import prange, types
+from numba import types
 from numba.extending import overload
 
+from ._blocks import add_partials, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, jit
 from ._vector_width import prefer_wide_vectors
 from .gaussian import _aligned, _exp_shifted_row
@@ -369,11 +380,7 @@ def _dense_block(
     out_label,
     out_resp,
 ):
-    """One block of ``_expfam_pass``: its partial statistics into row ``blk`` of the part_* arrays.
-
-    A function of its own (not inlined into the parallel loop): numba's parfor
-    passes then never see the large body, which halves the compile time.
-    """
+    """One block of ``_expfam_pass``: its partial statistics into row ``blk`` of the part_* arrays."""
     prefer_wide_vectors()  # 512-bit vectors in this function on AVX-512 hosts
     n_samples, n_features = X.shape
     n_components = const.shape[0]
@@ -459,6 +466,51 @@ def _dense_block(
     part_worst_row[blk] = stats[3]
 
 
+def _padded_theta(theta):
+    """theta with components and features padded with zeros to multiples of 4 (the register blocks)."""
+    n_components, n_features = theta.shape
+    theta4 = np.zeros(((n_components + 3) // 4 * 4, (n_features + 3) // 4 * 4), dtype=theta.dtype)
+    theta4[:n_components, :n_features] = theta
+    return theta4
+
+
+def _add_in_order(parts, acc):
+    """acc += parts[0]; acc += parts[1]; ... (``add_partials``, for any layout of ``parts`` and ``acc``)."""
+    if acc.flags.c_contiguous:
+        add_partials(np.ascontiguousarray(parts), acc)
+    else:  # the same sums in a contiguous copy
+        total = np.ascontiguousarray(acc)
+        add_partials(np.ascontiguousarray(parts), total)
+        acc[...] = total
+
+
+def _merge_dense(X, part_stats, part_worst_row, row_offset, acc_scalars, acc_worst_index, acc_worst_x):
+    """The blocks' log-likelihood and weight sums (in block order), row count and worst row, into acc_*."""
+    n_blocks = part_stats.shape[0]
+    if n_blocks == 0:
+        return
+    _add_in_order(part_stats[:, :2], acc_scalars[:2])
+    acc_scalars[3] += X.shape[0]  # a whole number: exact in any order
+    blk = int(np.argmin(part_stats[:, 2]))  # the first block with the lowest value, as a sequential scan
+    if part_stats[blk, 2] < acc_scalars[2]:
+        acc_scalars[2] = part_stats[blk, 2]
+        acc_worst_index[0] = row_offset + part_worst_row[blk]
+        acc_worst_x[:] = X[part_worst_row[blk]]
+
+
+@jit()
+def _dense_blocks(
+    X, sample_weight, theta4, const, base_code, log_factorial, accumulate, part_R, part_S1, part_stats,
+    part_worst_row, out_logprob, out_label, out_resp, blk_start, blk_stop,
+):  # fmt: skip
+    """Blocks ``blk_start`` to ``blk_stop`` (exclusive) of ``_expfam_pass``, a ``_dense_block`` each."""
+    for blk in range(blk_start, blk_stop):
+        _dense_block(
+            X, sample_weight, theta4, const, base_code, log_factorial, accumulate, blk, part_R, part_S1,
+            part_stats, part_worst_row, out_logprob, out_label, out_resp,
+        )  # fmt: skip
+
+
 @jit(inline="always")
 def _merge_scalars(
     part_stats, part_worst_row, slot, blk, n_samples, row_offset, acc_scalars, acc_worst_index
@@ -474,7 +526,6 @@ def _merge_scalars(
     return False
 
 
-@jit(parallel=True)
 def _expfam_pass(
     X,
     sample_weight,
@@ -524,53 +575,23 @@ def _expfam_pass(
     """
     n_samples, n_features = X.shape
     n_components = theta.shape[0]
-    n_blocks = (n_samples + BLOCK_ROWS - 1) // BLOCK_ROWS
+    n_blocks = n_blocks_of(n_samples)
     n_acc = n_blocks if accumulate else 0
-    # components and features padded to multiples of 4 for the register-blocked sweeps
-    k4 = (n_components + 3) // 4 * 4
-    d4 = (n_features + 3) // 4 * 4
-    theta4 = np.zeros((k4, d4), dtype=theta.dtype)
-    for k in range(n_components):
-        for d in range(n_features):
-            theta4[k, d] = theta[k, d]
-
+    theta4 = _padded_theta(theta)
     part_R = np.zeros((n_acc, n_components))
     # one scratch row (index n_components) for the padding components
-    part_S1 = np.zeros((n_acc, n_components + 1, d4))
+    part_S1 = np.zeros((n_acc, n_components + 1, theta4.shape[1]))
     part_stats = np.empty((n_blocks, 3))
     part_worst_row = np.empty(n_blocks, dtype=np.int64)
-
-    for blk in prange(n_blocks):
-        _dense_block(
-            X,
-            sample_weight,
-            theta4,
-            const,
-            base_code,
-            log_factorial,
-            accumulate,
-            blk,
-            part_R,
-            part_S1,
-            part_stats,
-            part_worst_row,
-            out_logprob,
-            out_label,
-            out_resp,
-        )
-
+    run_blocks(
+        _dense_blocks, n_blocks, X, sample_weight, theta4, const, base_code, log_factorial, accumulate,
+        part_R, part_S1, part_stats, part_worst_row, out_logprob, out_label, out_resp,
+    )  # fmt: skip
     # serial, ordered merge: independent of the thread count
-    for blk in range(n_blocks):
-        if _merge_scalars(
-            part_stats, part_worst_row, blk, blk, n_samples, row_offset, acc_scalars, acc_worst_index
-        ):
-            for d in range(n_features):
-                acc_worst_x[d] = X[part_worst_row[blk], d]
-        if accumulate:
-            for k in range(n_components):
-                acc_R[k] += part_R[blk, k]
-                for d in range(n_features):
-                    acc_S1[k, d] += part_S1[blk, k, d]
+    _merge_dense(X, part_stats, part_worst_row, row_offset, acc_scalars, acc_worst_index, acc_worst_x)
+    if accumulate:
+        _add_in_order(part_R, acc_R)
+        _add_in_order(part_S1[:, :n_components, :n_features], acc_S1)
 
 
 @jit()
@@ -705,7 +726,6 @@ def _csr_block(
     part_worst_row[slot] = stats[3]
 
 
-@jit(parallel=True)
 def _expfam_pass_csr(
     data,
     indices,
@@ -738,21 +758,18 @@ def _expfam_pass_csr(
     """
     n_samples = indptr.shape[0] - 1
     n_components = theta.shape[0]
-    n_blocks = (n_samples + BLOCK_ROWS - 1) // BLOCK_ROWS
+    n_blocks = n_blocks_of(n_samples)
     # theta transposed (and float64) once, so that the sum over k for one nonzero is contiguous
-    theta_t = np.empty((n_features, n_components))
-    for j in range(n_features):
-        for k in range(n_components):
-            theta_t[j, k] = theta[k, j]
+    theta_t = np.ascontiguousarray(theta.T, dtype=np.float64)
     # Blocks run in waves; each wave's partials are merged in block order before
     # the next wave reuses their slots. A block's S1 partial has up to
     # min(D, its nonzeros) rows, and the slots share a memory budget, so memory
     # stays bounded for any D; the result does not depend on the wave size.
     cap = 0
-    if accumulate:
-        for blk in range(n_blocks):
-            nnz = indptr[min((blk + 1) * BLOCK_ROWS, n_samples)] - indptr[blk * BLOCK_ROWS]
-            cap = max(cap, min(n_features, nnz))
+    if accumulate and n_blocks:
+        bounds = np.minimum(np.arange(n_blocks + 1) * BLOCK_ROWS, n_samples)
+        nnz = np.diff(np.asarray(indptr)[bounds].astype(np.int64))
+        cap = int(min(n_features, nnz.max()))
     slot_bytes = 8 * (cap * (n_components + 1) + n_features)
     n_slots = max(2, min(_CSR_MAX_SLOTS, _CSR_SLOTS_BUDGET_BYTES // max(slot_bytes, 1)))
     n_slots = max(1, min(n_slots, n_blocks))
@@ -765,56 +782,391 @@ def _expfam_pass_csr(
     part_stats = np.empty((n_slots, 3))
     part_worst_row = np.empty(n_slots, dtype=np.int64)
     # S1 merged column-major: each block adds contiguous rows (acc_S1 is restored at the end)
-    s1_t = np.empty((n_features if accumulate else 0, n_components))
-    if accumulate:
-        for j in range(n_features):
-            for k in range(n_components):
-                s1_t[j, k] = acc_S1[k, j]
-
+    s1_t = np.ascontiguousarray(acc_S1.T) if accumulate else np.empty((0, n_components))
     for first in range(0, n_blocks, n_slots):
         n_wave = min(n_slots, n_blocks - first)
-        for slot in prange(n_wave):
-            _csr_block(
-                data,
-                indices,
-                indptr,
-                sample_weight,
-                theta_t,
-                const,
-                base_code,
-                log_factorial,
-                accumulate,
-                first + slot,
-                slot,
-                local,
-                part_cols,
-                part_n_cols,
-                part_R,
-                part_S1,
-                part_stats,
-                part_worst_row,
-                out_logprob,
-                out_label,
-                out_resp,
-            )
+        run_blocks(
+            _csr_blocks, n_wave, data, indices, indptr, sample_weight, theta_t, const, base_code,
+            log_factorial, accumulate, first, local, part_cols, part_n_cols, part_R, part_S1, part_stats,
+            part_worst_row, out_logprob, out_label, out_resp,
+        )  # fmt: skip
         # serial, ordered merge: independent of the thread count
-        for slot in range(n_wave):
-            blk = first + slot
-            if _merge_scalars(
-                part_stats, part_worst_row, slot, blk, n_samples, row_offset, acc_scalars, acc_worst_index
-            ):
-                row = part_worst_row[slot]
-                acc_worst_x[:] = 0.0
-                for p in range(indptr[row], indptr[row + 1]):
-                    acc_worst_x[indices[p]] += data[p]
-            if accumulate:
-                for k in range(n_components):
-                    acc_R[k] += part_R[slot, k]
-                for c in range(part_n_cols[slot]):
-                    j = part_cols[slot, c]
-                    for k in range(n_components):
-                        s1_t[j, k] += part_S1[slot, c, k]
+        _merge_csr_wave(
+            data, indices, indptr, accumulate, first, n_wave, row_offset, part_cols, part_n_cols, part_R,
+            part_S1, part_stats, part_worst_row, acc_R, s1_t, acc_scalars, acc_worst_index, acc_worst_x,
+        )  # fmt: skip
     if accumulate:
+        acc_S1[...] = s1_t.T
+
+
+@jit()
+def _csr_blocks(
+    data, indices, indptr, sample_weight, theta_t, const, base_code, log_factorial, accumulate, first, local,
+    part_cols, part_n_cols, part_R, part_S1, part_stats, part_worst_row, out_logprob, out_label, out_resp,
+    slot_start, slot_stop,
+):  # fmt: skip
+    """Slots ``slot_start`` to ``slot_stop`` (exclusive) of a wave of ``_expfam_pass_csr``."""
+    for slot in range(slot_start, slot_stop):
+        _csr_block(
+            data, indices, indptr, sample_weight, theta_t, const, base_code, log_factorial, accumulate,
+            first + slot, slot, local, part_cols, part_n_cols, part_R, part_S1, part_stats, part_worst_row,
+            out_logprob, out_label, out_resp,
+        )  # fmt: skip
+
+
+@jit()
+def _merge_csr_wave(
+    data, indices, indptr, accumulate, first, n_wave, row_offset, part_cols, part_n_cols, part_R, part_S1,
+    part_stats, part_worst_row, acc_R, s1_t, acc_scalars, acc_worst_index, acc_worst_x,
+):  # fmt: skip
+    """A wave's partials (slot j holds block first + j) added in block order; S1 into s1_t (D, K)."""
+    n_samples = indptr.shape[0] - 1
+    n_components = acc_R.shape[0]
+    for slot in range(n_wave):
+        blk = first + slot
+        if _merge_scalars(
+            part_stats, part_worst_row, slot, blk, n_samples, row_offset, acc_scalars, acc_worst_index
+        ):
+            row = part_worst_row[slot]
+            acc_worst_x[:] = 0.0
+            for p in range(indptr[row], indptr[row + 1]):
+                acc_worst_x[indices[p]] += data[p]
+        if accumulate:
+            for k in range(n_components):
+                acc_R[k] += part_R[slot, k]
+            for c in range(part_n_cols[slot]):
+                j = part_cols[slot, c]
+                for k in range(n_components):
+                    s1_t[j, k] += part_S1[slot, c, k]
+
+
+# ---------------------------------------------------------------- missing values (NaN = missing)
+#
+# For families with independent features (Poisson, Bernoulli) a missing entry
+# drops out of its feature's term: log p_k(x) = sum over observed d of
+# [theta_kd x_d + c_kd] + h(x_O). The pass below reads NaN as 0 in the tile,
+# so theta_k . x and S1 come out right unchanged, and corrects each row with
+# missing entries by -sum_{d missing} c_kd (c_k = sum_d c_kd is in ``const``).
+# It also adds the missing mass M_kd = sum_b w_b r_kb [x_bd missing], from
+# which the M-step takes the per-feature denominators R_k - M_kd. Chunks
+# without NaN never come here: the caller runs ``_expfam_pass`` on them.
+
+
+@jit()
+def _has_nan_blocks(X, found, blk_start, blk_stop):
+    """found[blk] = whether block blk holds a NaN/inf, stopping at the range's first such block."""
+    n_samples, n_features = X.shape
+    for blk in range(blk_start, blk_stop):
+        start = blk * BLOCK_ROWS
+        stop = min(start + BLOCK_ROWS, n_samples)
+        for g in range(start, stop, 32):
+            probe = 0.0
+            for i in range(g, min(g + 32, stop)):
+                for d in range(n_features):
+                    probe += np.float64(X[i, d]) * 0.0
+            if probe != probe:
+                found[blk] = True
+                return  # one is enough
+
+
+def _has_nan(X) -> bool:
+    """Whether X holds a NaN (or an inf: x * 0 is NaN for both), in one vectorised scan on several threads.
+
+    Each thread stops at its first group of 32 rows with a NaN, so data with
+    many missing entries are scanned only in part.
+    """
+    n_blocks = n_blocks_of(X.shape[0])
+    found = np.zeros(n_blocks, dtype=np.bool_)
+    run_blocks(_has_nan_blocks, n_blocks, X, found)
+    return bool(found.any())
+
+
+@jit(inline="always")
+def _bit_index(low, fbit, ibit):
+    """log2 of the power of two ``low`` (a uint64 with one bit set), from the exponent of its float64.
+
+    ``fbit`` (float64) and ``ibit`` (its int64 view) are one-element scratch arrays.
+    """
+    fbit[0] = np.float64(low)  # exact: a power of two
+    return (ibit[0] >> 52) - 1023
+
+
+@jit(inline="always")
+def _load_tile_missing(X, t0, nt, xt, base_code, table, hx, total, masks):
+    """``_load_tile`` with NaN read as 0, and row b's missing columns as bit masks.
+
+    Bit d - 64 w of ``masks[b, w]`` is set when x_bd is NaN. The masks are
+    built without branches (a branch per entry mispredicts at random
+    missingness; a list of missing columns was 20% slower at D = 50) and read
+    back one set bit at a time (``_bit_index``). h(x_b) sums over the
+    observed entries only (a NaN counts as 0, and log 0! = 0). Returns whether
+    the tile has a missing entry.
+    """
+    n_features = X.shape[1]
+    b0 = 0  # transposed in groups of 32 rows as in ``_load_tile`` (NaN -> 0 is a select)
+    while b0 + 32 <= nt:
+        rows = X[t0 + b0 : t0 + b0 + 32]
+        for d in range(n_features):
+            column = rows[:, d]
+            for b in range(32):
+                v = column[b]
+                xt[d, b0 + b] = 0.0 if np.isnan(v) else v
+        b0 += 32
+    if b0 < nt:
+        rows = X[t0 + b0 : t0 + nt]
+        for d in range(n_features):
+            column = rows[:, d]
+            for b in range(nt - b0):
+                v = column[b]
+                xt[d, b0 + b] = 0.0 if np.isnan(v) else v
+    n_words = masks.shape[1]
+    m = np.uint64(0)
+    for b in range(nt):
+        row = X[t0 + b]
+        for word in range(n_words):
+            lo = 64 * word
+            hi = min(lo + 64, n_features)
+            mask = np.uint64(0)
+            for d in range(lo, hi):
+                mask |= np.uint64(1 if np.isnan(row[d]) else 0) << np.uint64(d - lo)
+            masks[b, word] = mask
+            m |= mask
+    if base_code == 0:
+        for b in range(nt):
+            hx[b] = 0.0
+        return m != 0
+    last = table.shape[0] - 1
+    for b in range(nt):
+        row = X[t0 + b]
+        h = 0.0
+        n = 0.0
+        for d in range(n_features):
+            v = np.float64(row[d])
+            v = 0.0 if np.isnan(v) else v
+            h -= table[np.int64(min(v, last))]
+            n += v
+        hx[b] = h
+        total[b] = n
+    for b in range(nt):
+        if total[b] > last:  # some count may lie beyond the table: redo the row exactly
+            h = 0.0
+            for d in range(n_features):
+                v = np.float64(X[t0 + b, d])
+                if not np.isnan(v):
+                    h -= _log_factorial(v, table)
+            hx[b] = h
+    return m != 0
+
+
+@jit()
+def _dense_block_missing(
+    X,
+    sample_weight,
+    theta4,
+    const,
+    terms_t,
+    base_code,
+    log_factorial,
+    accumulate,
+    blk,
+    part_R,
+    part_S1,
+    part_M,
+    part_stats,
+    part_worst_row,
+    out_logprob,
+    out_label,
+    out_resp,
+):
+    """One block of ``_expfam_pass_missing`` (``_dense_block`` plus the missing-entry corrections)."""
+    prefer_wide_vectors()
+    n_samples, n_features = X.shape
+    n_components = const.shape[0]
+    k4, d4 = theta4.shape
+    has_weights = sample_weight.shape[0] > 0
+    tile_rows = TILE_ROWS
+    start = blk * BLOCK_ROWS
+    stop = min(start + BLOCK_ROWS, n_samples)
+    xt = _aligned(d4, tile_rows, X.dtype)
+    for d in range(n_features, d4):
+        for b in range(tile_rows):
+            xt[d, b] = 0.0
+    xc_buf = _aligned(d4 if X.itemsize < 8 else 0, tile_rows, np.float64)
+    ae = _aligned(k4, tile_rows, X.dtype)
+    a = _aligned(k4, tile_rows, np.float64)
+    # row-major scratch (rows x components): sums over a row's missing features run along k
+    corr_t = _aligned(tile_rows, k4, np.float64)
+    corr = _aligned(k4, tile_rows, np.float64)
+    wr_t = _aligned(tile_rows, k4, np.float64)
+    mass = _aligned(n_features, k4, np.float64)  # the tile's missing mass, by packed component
+    w = _aligned(1, tile_rows, np.float64)[0]
+    ws = _aligned(1, tile_rows, np.float64)[0]
+    mx = _aligned(1, tile_rows, np.float64)[0]
+    s = _aligned(1, tile_rows, np.float64)[0]
+    hx = _aligned(1, tile_rows, np.float64)[0]
+    lp = _aligned(1, tile_rows, np.float64)[0]
+    pbuf = _aligned(1, tile_rows, np.float64)[0]
+    lbl = _aligned(1, tile_rows, np.int64)[0]
+    ibuf = _aligned(1, tile_rows, np.int64)[0]
+    fbuf = ibuf.view(np.float64)
+    masks = np.empty((tile_rows, (n_features + 63) // 64), dtype=np.uint64)
+    n_words = masks.shape[1]
+    fbit = np.empty(1)
+    ibit = fbit.view(np.int64)
+    active = np.empty(k4, dtype=np.int64)
+    stats = (0.0, 0.0, np.inf, 0)
+    for t0 in range(start, stop, tile_rows):
+        nt = min(tile_rows, stop - t0)
+        has_missing = _load_tile_missing(X, t0, nt, xt, base_code, log_factorial, hx, s, masks)
+        if has_weights:
+            for b in range(nt):
+                w[b] = sample_weight[t0 + b]
+        else:
+            for b in range(nt):
+                w[b] = 1.0
+
+        _product_tile(theta4, xt, nt, ae)
+        # corr[k, b] = sum over row b's missing d of c_kd: summed along k (terms_t[d] is c_.d), transposed
+        for b in range(nt):
+            for k in range(n_components):
+                corr_t[b, k] = 0.0
+            for word in range(n_words):
+                mask = masks[b, word]
+                while mask != 0:
+                    low = mask & (~mask + np.uint64(1))
+                    mask ^= low
+                    d = 64 * word + _bit_index(low, fbit, ibit)
+                    for k in range(n_components):
+                        corr_t[b, k] += terms_t[d, k]
         for k in range(n_components):
-            for j in range(n_features):
-                acc_S1[k, j] = s1_t[j, k]
+            for b in range(nt):
+                corr[k, b] = corr_t[b, k]
+        for b in range(nt):
+            mx[b] = -np.inf
+            lbl[b] = 0
+        for k in range(n_components):
+            c = const[k]
+            for b in range(nt):
+                v = (c - corr[k, b]) + np.float64(ae[k, b])
+                a[k, b] = v
+                if v > mx[b]:
+                    mx[b] = v
+                    lbl[b] = k
+        _softmax_tile(a, nt, n_components, mx, lbl, s, hx, lp, pbuf, ibuf, fbuf)
+        stats = _tile_outputs(a, nt, t0, n_components, w, s, lp, lbl, stats, out_logprob, out_label, out_resp)
+
+        if not accumulate:
+            continue
+        for b in range(nt):
+            ws[b] = w[b] * s[b]
+        n_active = 0
+        for k in range(n_components):
+            r_sum = 0.0
+            for b in range(nt):
+                v = a[k, b] * ws[b]
+                a[n_active, b] = v
+                r_sum += v
+            if r_sum != 0.0:
+                part_R[blk, k] += r_sum
+                active[n_active] = k
+                n_active += 1
+        while n_active % 4 != 0:
+            for b in range(nt):
+                a[n_active, b] = 0.0
+            active[n_active] = n_components
+            n_active += 1
+        xc = _float64_tile(xt, nt, xc_buf)
+        _moments_tile(a, active, n_active, xc, nt, part_S1, blk)
+        if not has_missing:
+            continue
+        # missing mass: w_b r_kb added to row d for each missing (b, d), along the packed components
+        for j in range(n_active):
+            for b in range(nt):
+                wr_t[b, j] = a[j, b]
+        for d in range(n_features):
+            for j in range(n_active):
+                mass[d, j] = 0.0
+        for b in range(nt):
+            for word in range(n_words):
+                mask = masks[b, word]
+                while mask != 0:
+                    low = mask & (~mask + np.uint64(1))
+                    mask ^= low
+                    d = 64 * word + _bit_index(low, fbit, ibit)
+                    for j in range(n_active):
+                        mass[d, j] += wr_t[b, j]
+        for j in range(n_active):
+            k = active[j]
+            for d in range(n_features):
+                part_M[blk, k, d] += mass[d, j]
+    part_stats[blk, 0] = stats[0]
+    part_stats[blk, 1] = stats[1]
+    part_stats[blk, 2] = stats[2]
+    part_worst_row[blk] = stats[3]
+
+
+def _expfam_pass_missing(
+    X,
+    sample_weight,
+    theta,
+    const,
+    terms,
+    base_code,
+    log_factorial,
+    accumulate,
+    row_offset,
+    acc_R,
+    acc_S1,
+    acc_M,
+    acc_scalars,
+    acc_worst_index,
+    acc_worst_x,
+    out_logprob,
+    out_label,
+    out_resp,
+):
+    """``_expfam_pass`` for rows that may hold NaN (missing entries), for families with independent features.
+
+    Row b's log-density is const_k + sum over observed d of theta_kd x_bd
+    - sum over missing d of terms_kd + h(x_b over its observed entries), so
+    ``terms`` (K, D) float64 are the per-feature parts c_kd of c_k = sum_d c_kd
+    (already inside ``const``). base_code 0 or 1 only (the multinomial's h
+    depends on the row total, which a missing count changes). Besides R and S1
+    (NaN counted as 0), ``acc_M`` (K, D) receives M_kd += sum_b w_b r_kb
+    [x_bd is NaN]. ``acc_worst_x`` receives the worst row as it is (NaN
+    included). Other arguments as for ``_expfam_pass``; partials are merged in
+    block order, so results do not depend on the thread count.
+    """
+    n_samples, n_features = X.shape
+    n_components = theta.shape[0]
+    n_blocks = n_blocks_of(n_samples)
+    n_acc = n_blocks if accumulate else 0
+    theta4 = _padded_theta(theta)
+    terms_t = np.ascontiguousarray(terms.T, dtype=np.float64)
+    part_R = np.zeros((n_acc, n_components))
+    part_S1 = np.zeros((n_acc, n_components + 1, theta4.shape[1]))
+    part_M = np.zeros((n_acc, n_components + 1, n_features))
+    part_stats = np.empty((n_blocks, 3))
+    part_worst_row = np.empty(n_blocks, dtype=np.int64)
+    run_blocks(
+        _dense_blocks_missing, n_blocks, X, sample_weight, theta4, const, terms_t, base_code, log_factorial,
+        accumulate, part_R, part_S1, part_M, part_stats, part_worst_row, out_logprob, out_label, out_resp,
+    )  # fmt: skip
+    _merge_dense(X, part_stats, part_worst_row, row_offset, acc_scalars, acc_worst_index, acc_worst_x)
+    if accumulate:
+        _add_in_order(part_R, acc_R)
+        _add_in_order(part_S1[:, :n_components, :n_features], acc_S1)
+        _add_in_order(part_M[:, :n_components], acc_M)
+
+
+@jit()
+def _dense_blocks_missing(
+    X, sample_weight, theta4, const, terms_t, base_code, log_factorial, accumulate, part_R, part_S1, part_M,
+    part_stats, part_worst_row, out_logprob, out_label, out_resp, blk_start, blk_stop,
+):  # fmt: skip
+    """Blocks ``blk_start`` to ``blk_stop`` (exclusive) of ``_expfam_pass_missing``."""
+    for blk in range(blk_start, blk_stop):
+        _dense_block_missing(
+            X, sample_weight, theta4, const, terms_t, base_code, log_factorial, accumulate, blk, part_R,
+            part_S1, part_M, part_stats, part_worst_row, out_logprob, out_label, out_resp,
+        )  # fmt: skip

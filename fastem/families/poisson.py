@@ -9,6 +9,10 @@ value 0, where log lambda = -inf would make a later nonzero count impossible
 (log-likelihood -inf). Rates are therefore held at ``RATE_FLOOR = 1e-10``
 (a count of 1 then costs log(1e-10) = -23 nats), with a
 :class:`~fastem.DegenerateParameterWarning`.
+
+Missing counts (``missing="marginalize"``): a NaN drops out of its feature's
+term, and lambda_kd = S1_kd / (R_k - M_kd), the mean over the rows where feature
+d is observed (see ``families/_linear.py``).
 """
 
 from __future__ import annotations
@@ -43,13 +47,19 @@ class PoissonFamily(LinearFamily):
     parameter_names = ("rates",)
     #: a pseudocount prior of ``fastem.priors`` (MAP-EM), or None
     prior: object = None
+    #: "error": NaN is refused; "marginalize": NaN marks a missing entry (see ``families/_linear.py``)
+    missing: str = "error"
 
     def natural(self, params: LinearParams, dtype) -> tuple[np.ndarray, np.ndarray]:
         rates = params.arrays["rates"]
         return np.log(rates).astype(dtype), -rates.sum(axis=1)
 
+    def natural_terms(self, params: LinearParams) -> np.ndarray:
+        """c_kd = -lambda_kd, the per-feature parts of c_k (what a missing entry takes out)."""
+        return -np.asarray(params.arrays["rates"], dtype=np.float64)
+
     def from_moments(self, R: np.ndarray, S1: np.ndarray) -> dict[str, np.ndarray]:
-        rates = S1 / R[:, None]
+        rates = S1 / (R if R.ndim == 2 else R[:, None])  # per-feature denominators with missing values
         if np.any(rates < RATE_FLOOR):
             warnings.warn(_FLOOR_WARNING, DegenerateParameterWarning, stacklevel=4)
             rates = np.maximum(rates, RATE_FLOOR)
