@@ -20,13 +20,18 @@ import numpy as np
 from .._em import CollapsedComponents
 from .._init import responsibility_chunks
 from .._kernels._config import BLOCK_ROWS, COV_CODES
+from .._kernels.checks import ALL_MISSING, RULE_FINITE, _first_invalid_missing
 from .._kernels.gaussian import _gaussian_pass
+from .._kernels.gaussian_missing import _any_nan, _conditional_fill, _gaussian_missing_pass
 from .._kernels.linalg import _cholesky_lower, _precision_cholesky
 from .._kernels.seeding import _responsibility_moments
 from .._threads import serial_if_small
 from .base import EMPTY_MASS, NO_F64, NO_I64, NO_RESP, Invalid, ScalarStats, first_nonfinite, rows_per_call
 
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+
+#: what NaN means to a :class:`GaussianFamily`: refused, or a missing entry that EM marginalises
+MISSING_MODES = ("error", "marginalize")
 
 ILL_DEFINED_COVARIANCE = (
     "Fitting the mixture model failed because some components have "
@@ -501,8 +506,105 @@ def accumulate_chunk(
             )
 
 
+def accumulate_chunk_missing(
+    X: np.ndarray,
+    sample_weight: np.ndarray | None,
+    params: GaussianParams,
+    stats: GaussianStats | None,
+    row_offset: int,
+    out_logprob: np.ndarray = NO_F64,
+    out_label: np.ndarray = NO_I64,
+    out_resp: np.ndarray = NO_RESP,
+) -> None:
+    """:func:`accumulate_chunk` for rows with NaN marking missing entries: the exact E-step.
+
+    Each row's log-density is that of its observed coordinates; the statistics
+    are the expected complete-data ones (conditional means filled in, conditional
+    covariances added to the second moments), around the same shift and in the
+    same layout as complete-data statistics, so merging, streaming and
+    checkpoints are unchanged (see :mod:`fastem._kernels.gaussian_missing`).
+    Pieces of the chunk without NaN take the complete-data kernel.
+    """
+    log_norm, means, prec = params.packed()
+    cov_code = COV_CODES[params.covariance_type]
+    lam = precisions_from_precisions_cholesky(prec, "full") if cov_code <= 1 else np.zeros((1, 1, 1))
+    lam = np.ascontiguousarray(lam)
+    accumulate = stats is not None
+    if stats is None:
+        n_components, n_features = means.shape
+        stats = GaussianStats.zeros("diag", np.zeros((n_components, n_features)))
+        stats_numbers = 0
+    else:
+        stats_numbers = stats.R.size + stats.S1.size + stats.S2.size
+    worst_before = stats.scalars[2]
+    step = rows_per_call(stats_numbers) if accumulate else BLOCK_ROWS * 1024
+    sw = NO_F64 if sample_weight is None else sample_weight
+    n = X.shape[0]
+    with serial_if_small(n, BLOCK_ROWS):
+        for start in range(0, n, step):
+            stop = min(n, start + step)
+            piece = X[start:stop]
+            args = (
+                sw[start:stop] if sw.size else NO_F64,
+                log_norm,
+                means,
+            )
+            outputs = (
+                out_logprob[start:stop] if out_logprob.size else NO_F64,
+                out_label[start:stop] if out_label.size else NO_I64,
+                out_resp[start:stop] if out_resp.size else NO_RESP,
+            )
+            accumulators = (stats.R, stats.S1, stats.S2, stats.scalars, stats.worst_index, stats.worst_x)
+            if _any_nan(piece):
+                _gaussian_missing_pass(piece, *args, prec, lam, cov_code, accumulate, row_offset + start,
+                                       *accumulators, *outputs)  # fmt: skip
+            else:
+                _gaussian_pass(piece, *args, prec.astype(X.dtype, copy=False), cov_code, accumulate,
+                               row_offset + start, *accumulators, *outputs)  # fmt: skip
+    if accumulate and stats.scalars[2] != worst_before and np.isnan(stats.worst_x).any():
+        # an emptied component is re-seeded at the worst row: complete it with its conditional mean
+        stats.worst_x[:] = impute_rows(stats.worst_x[None], params)[0]
+
+
+def impute_rows(X: np.ndarray, params: GaussianParams) -> np.ndarray:
+    """A float64 copy of ``X`` with each NaN replaced by E[x_M | x_O] under the mixture ``params``.
+
+    E[x_M | x_O] = sum_k p(k | x_O) (mu_kM + Sigma_MO Sigma_OO^-1 (x_O - mu_kO)) with p(k | x_O)
+    from the observed coordinates only. Rows must keep at least one observed entry.
+    """
+    X = np.asarray(X)
+    n_samples, n_features = X.shape
+    resp = np.empty((n_samples, params.n_components))
+    accumulate_chunk_missing(X, None, params, None, 0, out_resp=resp)
+    kind = params.covariance_type
+    if kind in ("full", "tied"):
+        pc = params.precisions_cholesky if kind == "full" else params.precisions_cholesky[None]
+        lam = np.ascontiguousarray(precisions_from_precisions_cholesky(pc, "full"))
+    else:
+        lam = np.zeros((1, 1, 1))
+    out = np.empty((n_samples, n_features))
+    with serial_if_small(n_samples, BLOCK_ROWS):
+        _conditional_fill(X, resp, np.ascontiguousarray(params.means), lam, kind in ("full", "tied"), out)
+    return out
+
+
 # ---------------------------------------------------------------- initialisation
 _INIT_CHUNK = 16 * BLOCK_ROWS
+
+
+def _fill_column_means(X: np.ndarray, sample_weight: np.ndarray | None) -> np.ndarray:
+    """A copy of X with each NaN replaced by its column's (weighted) mean over the observed entries.
+
+    Only the initialisation sees it (k-means and the initial moments need complete
+    rows); EM itself then marginalises the missing entries exactly. A column with no
+    observed entry gets 0.
+    """
+    observed = ~np.isnan(X)
+    w = np.ones(X.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    mass = w @ observed
+    sums = w @ np.where(observed, X, 0.0)
+    col_means = np.divide(sums, mass, out=np.zeros(X.shape[1]), where=mass > 0)
+    return np.where(observed, X, col_means.astype(X.dtype)).astype(X.dtype, copy=False)
 
 
 def _moments_from_responsibilities(
@@ -665,7 +767,14 @@ class GaussianFamily:
     prior: object = None
     #: the prior's hyperparameters for one fit (see :meth:`for_fit`)
     resolved_prior: object = field(default=None, compare=False)
+    #: "error": NaN is refused; "marginalize": NaN marks a missing entry and EM is exact over it
+    #: (the observed coordinates' marginal density, conditional moments in the statistics)
+    missing: str = "error"
     name = "gaussian"
+
+    def __post_init__(self):
+        if self.missing not in MISSING_MODES:
+            raise ValueError(f"missing must be one of {list(MISSING_MODES)}, got {self.missing!r}.")
 
     @property
     def needs_data_moments(self) -> bool:
@@ -677,7 +786,7 @@ class GaussianFamily:
         if self.prior is None:
             return self
         resolved = self.prior.resolve(self.covariance_type, n_components, n_features, moments)
-        return GaussianFamily(self.covariance_type, self.reg_covar, self.prior, resolved)
+        return GaussianFamily(self.covariance_type, self.reg_covar, self.prior, resolved, self.missing)
 
     def log_prior(self, params: GaussianParams) -> float:
         """log p(theta) under the resolved prior (0 without a prior)."""
@@ -689,7 +798,10 @@ class GaussianFamily:
     @property
     def config(self) -> dict:
         """What model files and checkpoints record to rebuild this family."""
-        return {"covariance_type": self.covariance_type}
+        config = {"covariance_type": self.covariance_type}
+        if self.missing != "error":  # absent in files written before the setting existed
+            config["missing"] = self.missing
+        return config
 
     def zero_stats(self, params: GaussianParams) -> GaussianStats:
         return GaussianStats.zeros(params.covariance_type, params.means)
@@ -698,8 +810,37 @@ class GaussianFamily:
         self, X, sample_weight, params: GaussianParams, stats: GaussianStats | None, row_offset: int = 0,
         out_logprob=NO_F64, out_label=NO_I64, out_resp=NO_RESP,
     ) -> None:  # fmt: skip
+        if self.missing == "marginalize" and _any_nan(X):  # a chunk without NaN takes today's path
+            accumulate_chunk_missing(X, sample_weight, params, stats, row_offset,
+                                     out_logprob, out_label, out_resp)  # fmt: skip
+            return
         accumulate_chunk(X, sample_weight, params.packed(), stats, row_offset,
                          COV_CODES[params.covariance_type], out_logprob, out_label, out_resp)  # fmt: skip
+
+    def impute(self, X: np.ndarray, params: GaussianParams) -> np.ndarray:
+        """A copy of ``X`` with each NaN replaced by its conditional mean under the mixture ``params``.
+
+        Entry d of a row with observed coordinates O becomes
+        E[x_d | x_O] = sum_k p(k | x_O) (mu_k + Sigma_k,dO Sigma_k,OO^-1 (x_O - mu_k,O))_d,
+        with p(k | x_O) computed from the observed coordinates' marginal densities
+        (diag/spherical: sum_k p(k | x_O) mu_kd). Observed entries are copied unchanged.
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, n_features)
+            float32 or float64 rows; NaN marks a missing entry. Every row must keep
+            an observed entry and hold no infinity (see :meth:`first_invalid`).
+        params : GaussianParams
+            The fitted mixture.
+
+        Returns
+        -------
+        ndarray of shape (n_samples, n_features)
+            A new array of ``X``'s dtype (conditional means computed in float64).
+        """
+        X = np.asarray(X)
+        filled = impute_rows(X, params)
+        return filled.astype(X.dtype, copy=False) if X.dtype == np.float32 else filled
 
     # ---- classification EM (``families/base.py::ClassificationEM``)
     def component_params(self, params: GaussianParams, k: int) -> GaussianParams:
@@ -722,10 +863,24 @@ class GaussianFamily:
         return stats.to_params(self.reg_covar)
 
     def first_invalid(self, X: np.ndarray) -> Invalid | None:
-        return first_nonfinite(X)
+        if self.missing == "error":
+            return first_nonfinite(X)
+        row, column, code = (int(v) for v in _first_invalid_missing(X, RULE_FINITE, 0.0))
+        if row < 0:
+            return None
+        if code == ALL_MISSING:
+            what = "a row whose every entry is NaN (missing)"
+            return Invalid(row, -1, what, "a row with no observed entry",
+                           "Drop the rows with no observed value: they carry no information about the "
+                           "mixture (with missing='marginalize', NaN marks a missing entry).")  # fmt: skip
+        return Invalid(row, column, "infinity", "the first infinite value",
+                       "Replace infinite values (NaN marks a missing entry with missing='marginalize'; "
+                       "infinity is never valid).")  # fmt: skip
 
     def initial_params(self, X, sample_weight, *, n_components, init_params, random_state,
                        **init_arrays) -> GaussianParams:  # fmt: skip
+        if self.missing == "marginalize" and _any_nan(X):
+            X = _fill_column_means(X, sample_weight)
         return initial_params(
             X, sample_weight, n_components=n_components, covariance_type=self.covariance_type,
             init_params=init_params, reg_covar=self.reg_covar, random_state=random_state,
