@@ -28,7 +28,7 @@ from ._base import (
 from ._em import EMRun, PassCounter, VerboseLines, as_callbacks, fit_restarts
 from ._executor import ArrayExecutor, FitPlan
 from ._threads import thread_limit
-from ._validate import check_n_features, check_rows, sample_weight_array
+from ._validate import check_missing, check_n_features, check_rows, sample_weight_array
 from .families.base import ClassificationEM, unwrapped
 
 INIT_METHODS = ("kmeans", "k-means++", "random", "random_from_data")
@@ -191,6 +191,20 @@ class BaseMixture(EstimatorBase):
 
         return as_prior(getattr(self, "prior", None), self._prior_classes, type(self).__name__)
 
+    def _check_prior_with_missing(self, prior) -> None:
+        """Refuse a prior whose hyperparameters come from the data when NaN marks missing entries.
+
+        The data mean and covariance such a prior is built from are undefined
+        with holes in the data (and estimating them is what the fit is for).
+        """
+        needs_data = getattr(prior, "needs_data", None)
+        if getattr(self, "missing", "error") == "marginalize" and needs_data is not None and needs_data():
+            raise ValueError(
+                f"prior={self.prior!r} takes its hyperparameters from the mean and covariance of the data, "
+                "which missing entries leave undefined. With missing='marginalize', give them explicitly, "
+                "e.g. GaussianPrior(mean=..., scale=...) from fastem.priors, or fit without a prior."
+            )
+
     def _fit_family(self, family, executor, n_features: int):
         """The family with its prior's hyperparameters set from the data (the validation pass's moments)."""
         moments = None
@@ -239,6 +253,7 @@ class BaseMixture(EstimatorBase):
         prior = self._prior()  # a bad prior fails before the data are read
         if prior is not None and algorithm == "online":
             raise ValueError(_ONLINE_PRIOR)
+        self._check_prior_with_missing(prior)
         plan = self._plan_fit(X, sample_weight)
         n_samples, n_features = plan.n_samples, plan.n_features
         init_arrays = self._check_parameters(n_features)
@@ -614,3 +629,96 @@ class BaseMixture(EstimatorBase):
         from .io import save
 
         return save(self, path, data=data)
+
+
+class MissingValuesMixin:
+    """The ``missing`` parameter and :meth:`impute`: for the families that can marginalise NaN.
+
+    GaussianMixture, PoissonMixture and BernoulliMixture mix this in before
+    :class:`BaseMixture`; their families take ``missing="error"`` (NaN refused
+    with its row and column named) or ``missing="marginalize"`` (NaN marks a
+    missing entry; inf and rows with no observed entry are still refused).
+    """
+
+    def _missing(self) -> str:
+        """The validated ``missing`` parameter (ValueError naming the allowed values)."""
+        check_missing(self.missing)
+        return self.missing
+
+    def _missing_kwargs(self) -> dict:
+        """The family constructor's ``missing=`` (families default to 'error', which is then left out)."""
+        missing = self._missing()
+        return {} if missing == "error" else {"missing": missing}
+
+    def _read_algorithm(self, header: dict) -> None:
+        """Also check the model file's ``missing`` (absent in files written before it existed: 'error')."""
+        super()._read_algorithm(header)
+        check_missing(self.missing)
+        if header.get("missing", "error") != self.missing:
+            raise ValueError(
+                f"inconsistent: the header says missing={header.get('missing', 'error')!r} but the "
+                f"hyper-parameters say missing={self.missing!r}."
+            )
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = getattr(self, "missing", "error") == "marginalize"
+        return tags
+
+    def _imputing_family(self):
+        """The fitted model's family, letting NaN through whatever ``missing`` says (imputing is its job)."""
+        from dataclasses import replace
+
+        return replace(unwrapped(self._family()), missing="marginalize")
+
+    def impute(self, X, *, out: str | os.PathLike | None = None) -> np.ndarray:
+        """Fill each missing entry (NaN) of ``X`` with its conditional mean under the fitted mixture.
+
+        Entry d of row i becomes E[x_d | x_O] = sum_k p(k | x_O) E[x_d | x_O, k],
+        the responsibility-weighted mix of the components' conditional means
+        given the row's observed entries x_O (for a Gaussian component
+        mu_M + Sigma_MO Sigma_OO^-1 (x_O - mu_O); for Poisson and Bernoulli
+        components, whose features are independent, the component's rate or
+        probability). Observed entries are returned unchanged.
+
+        Works for any fitted model, whatever its ``missing`` setting. NaN marks
+        a missing entry; infinity and rows with every entry missing are refused
+        with the row named.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features), or a data source
+            Rows with NaN where entries are missing. A data source (see
+            :mod:`fastem.sources`) is read chunk by chunk. For a Dask array use
+            ``X.map_blocks(model.impute)``.
+        out : str or PathLike, default=None
+            Write the completed rows to this ``.npy`` file (atomically, with
+            memory bounded by one chunk) and return them as a read-only memory map.
+
+        Returns
+        -------
+        X_imputed : ndarray of shape (n_samples, n_features)
+            A new array (``X`` is not modified), of ``X``'s float dtype.
+        """
+        from ._base import check_is_fitted
+
+        check_is_fitted(self, self._fitted_marker)
+        family = self._imputing_family()
+        if is_dask_collection(X):
+            raise TypeError(
+                "impute takes arrays and fastem.sources sources; for a Dask array use "
+                "X.map_blocks(model.impute), which imputes each block in its worker."
+            )
+        if not is_source(X):
+            check_feature_names(self, X)
+            X = self._as_array(X, fitting=False)
+            check_n_features(X.shape[1], self.n_features_in_, type(self).__name__)
+            check_rows(family, X)
+        if is_source(X) or out is not None:
+            from ._stream import impute_source
+            from .sources import ArraySource
+
+            return impute_source(self, family, X if is_source(X) else ArraySource(X), out=out)
+        with thread_limit(self.n_jobs, X.shape[0]):
+            filled = family.impute(X, self._params())
+        return filled if filled is not X else filled.copy()

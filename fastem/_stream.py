@@ -8,6 +8,11 @@ before it reaches the kernel, and chunks go through the same
 ``accumulate_chunk`` as in memory with their global ``row_offset``: with chunk
 sizes that are multiples of ``BLOCK_ROWS`` the per-block partials are added in
 the same order as the in-memory pass, so the fit is bitwise identical.
+
+Missing values: a family with ``missing="marginalize"`` lets NaN through its
+check (a NaN read from a file, a CSV null marker or a Parquet null is a
+missing entry) and its kernel marginalises them, so streamed fits with holes
+equal in-memory fits in the same way.
 """
 
 from __future__ import annotations
@@ -28,7 +33,13 @@ import numpy as np
 
 from ._executor import FitPlan
 from ._threads import thread_limit
-from ._validate import WEIGHTS_SUM_TO_ZERO, check_n_features, check_weight_chunk, invalid_message
+from ._validate import (
+    WEIGHTS_SUM_TO_ZERO,
+    check_n_features,
+    check_weight_chunk,
+    first_invalid,
+    invalid_message,
+)
 from .families.base import NO_F64, NO_I64, NO_RESP
 from .sources import FINGERPRINT_ROWS, ArraySource, Source, _hash_rows, as_source
 
@@ -124,7 +135,7 @@ def check_chunk(family, source: Source, chunk: np.ndarray, start: int) -> None:
     The row and column are 0-based indices (and said to be); the source adds
     the place in its own terms when it has one (a CSV file's line, a column's name).
     """
-    problem = family.first_invalid(chunk)
+    problem = first_invalid(family, chunk)
     if problem is not None:
         place = source.locate(start + problem.row, problem.column)
         raise ValueError(invalid_message(source.name, problem, start, place))
@@ -558,3 +569,37 @@ def score_source(
             parts = results[name]
             results[name] = np.concatenate(parts) if parts else np.empty((0, *tail), dtype=dtype)
     return results
+
+
+def impute_source(estimator, family, X, out=None) -> np.ndarray:
+    """``estimator.impute`` over a source, chunk by chunk (``family`` lets NaN through).
+
+    With ``out`` (a ``.npy`` path) the completed rows are written there
+    atomically with bounded memory and returned as a read-only memory map;
+    otherwise they are gathered into one array.
+    """
+    source = as_source(X)
+    check_n_features(source.n_features, estimator.n_features_in_, type(estimator).__name__, source.name)
+    check_source_feature_names(estimator, source)
+    params = estimator._params()
+    writer = NpyWriter(out, source.dtype, (source.n_features,)) if out is not None else None
+    parts: list[np.ndarray] = []
+    try:
+        with thread_limit(estimator.n_jobs):
+            for _, chunk in iter_chunks(source, verbose=int(estimator.verbose), desc="imputing",
+                                        family=family):  # fmt: skip
+                filled = np.asarray(family.impute(chunk, params), dtype=source.dtype)
+                if writer is not None:
+                    writer.write(filled)
+                else:  # the chunk buffer is reused for the next chunk: keep a copy
+                    parts.append(filled.copy() if np.shares_memory(filled, chunk) else filled)
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    if writer is not None:
+        writer.commit()
+        return np.load(writer.path, mmap_mode="r")
+    if not parts:
+        return np.empty((0, source.n_features), dtype=source.dtype)
+    return np.concatenate(parts)

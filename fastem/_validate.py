@@ -44,10 +44,46 @@ def invalid_message(where: str, problem: Invalid, row_offset: int = 0, place: st
     return f"{where} contains {problem.what} at {at} ({notes}). {problem.fix}"
 
 
+#: the values of the ``missing`` parameter (GaussianMixture, PoissonMixture, BernoulliMixture)
+MISSING_OPTIONS = ("error", "marginalize")
+
+#: added to the fix of a NaN refused under ``missing="error"`` by a family that can marginalise it
+MISSING_HINT = (
+    "To treat NaN as a missing entry instead, pass missing='marginalize': EM then marginalises it out."
+)
+
+
+def check_missing(value) -> None:
+    """Refuse a ``missing`` value other than ``"error"`` or ``"marginalize"`` (ValueError)."""
+    if not (isinstance(value, str) and value in MISSING_OPTIONS):
+        raise ValueError(
+            f"Invalid value for 'missing': {value!r}. Allowed values are {list(MISSING_OPTIONS)}: 'error' "
+            "refuses NaN with the row named, 'marginalize' treats NaN as a missing entry that EM "
+            "marginalises out."
+        )
+
+
+def first_invalid(family, X) -> Invalid | None:
+    """``family.first_invalid(X)``, with the hint that ``missing='marginalize'`` exists for a refused NaN.
+
+    The hint is added only where it applies: a family that takes a ``missing``
+    setting (Gaussian, Poisson, Bernoulli) running with ``missing="error"``.
+    """
+    problem = family.first_invalid(X)
+    if (
+        problem is not None
+        and problem.what == "NaN"
+        and getattr(family, "missing", None) == "error"
+        and "missing=" not in problem.fix
+    ):
+        problem = problem._replace(fix=f"{problem.fix} {MISSING_HINT}")
+    return problem
+
+
 def check_rows(family, X: np.ndarray, *, row_offset: int = 0, where: str = "Input X", n_jobs=None) -> None:
     """Raise ``ValueError`` at the first value of ``X`` that ``family`` cannot take."""
     with thread_limit(n_jobs, X.shape[0]):
-        problem = family.first_invalid(X)
+        problem = first_invalid(family, X)
     if problem is not None:
         raise ValueError(invalid_message(where, problem, row_offset))
 

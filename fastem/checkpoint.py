@@ -8,7 +8,10 @@ initialisations, and a JSON header with
 * a fingerprint of the data (format, path, file size, shape, dtype, chunk
   rows, hashes of the first and last rows, hash of the sample weights), and
 * a fingerprint of the configuration (every estimator parameter that changes
-  the result, the algorithm, the fastem version).
+  the result, the algorithm, the fastem version). ``missing`` is one of them:
+  a checkpoint written with ``missing="error"`` (or before the parameter
+  existed) is not resumed by a fit with ``missing="marginalize"``, nor the
+  other way round, and the message says so.
 
 The file is written to a temporary name in the same directory, fsynced and
 renamed, so a crash leaves either the previous or the new checkpoint. A fit
@@ -156,7 +159,18 @@ def load(path) -> tuple[dict, dict[str, np.ndarray]] | None:
 
 def check(path, meta: dict, data_fp: dict, config_fp: dict) -> None:
     """Refuse a checkpoint written for other data or another configuration."""
-    problems = _mismatch("data", meta["data"], data_fp) + _mismatch("config", meta["config"], config_fp)
+    saved_config = dict(meta["config"])
+    if "missing" in config_fp and "missing" not in saved_config:  # written before the setting existed
+        saved_config["missing"] = "error"
+    was, now = saved_config.get("missing"), config_fp.get("missing")
+    if was != now:
+        raise CheckpointMismatchError(
+            f"The checkpoint '{path}' was written by a fit with missing={was!r}, but this fit has "
+            f"missing={now!r}: the two read NaN differently, so it cannot be resumed. Fit with "
+            f"missing={was!r} to resume it, or delete the file or pass another checkpoint path to start "
+            "afresh."
+        )
+    problems = _mismatch("data", meta["data"], data_fp) + _mismatch("config", saved_config, config_fp)
     if problems:
         raise CheckpointMismatchError(
             f"The checkpoint '{path}' was written by a fit on other data or with another "

@@ -56,6 +56,19 @@ _CHUNK_ROWS_HELP = (
     "memory, multiples of 4096 give the same result as an in-memory fit (default: about 32 MiB of rows)"
 )
 _THREADS_HELP = "threads, -1 for all (default: all)"
+#: ``--missing``: what NaN in the data means (gaussian, poisson, bernoulli)
+MISSING_CHOICES = ("error", "marginalize")
+MISSING_FAMILIES = ("gaussian", "poisson", "bernoulli")
+_MISSING_APPLY_HELP = (
+    "gaussian, poisson, bernoulli models: marginalize scores rows with missing values (NaN, empty CSV "
+    "fields, Parquet nulls) on their observed entries; error refuses them (default: the model's setting)"
+)
+_MISSING_HELP = (
+    "gaussian, poisson, bernoulli: what a missing value means (NaN; in a CSV file also an empty field or "
+    "NA, nan, null...; a Parquet null): error refuses it with its row named, marginalize treats it as a "
+    "missing entry that EM marginalises out exactly (infinity and rows with nothing observed are still "
+    "refused) (default: error)"
+)
 
 
 class UsageError(Exception):
@@ -237,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="gaussian only: mclust: MAP-EM under R mclust's default conjugate prior (priorControl()), "
         "which keeps covariances from collapsing; BIC/AIC are then at the MAP estimate (default: none)",
     )
+    g.add_argument("--missing", choices=MISSING_CHOICES, default=None, help=_MISSING_HELP)
     g.add_argument(
         "--seed", type=int, default=0, help="random seed; the same seed gives the same model (default: 0)"
     )
@@ -306,6 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", "-o", required=True, metavar="FILE", help="labels (int64) or responsibilities: .npy or .csv"
     )
     p.add_argument("--proba", action="store_true", help="write the N x K responsibilities instead of labels")
+    p.add_argument("--missing", choices=MISSING_CHOICES, default=None, help=_MISSING_APPLY_HELP)
     p.add_argument("--threads", type=_threads, default=None, metavar="N", help=_THREADS_HELP)
     p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N", help=_CHUNK_ROWS_HELP)
 
@@ -319,6 +334,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("data", metavar="DATA")
     p.add_argument("--out", "-o", metavar="FILE", help="also write each row's log-density (.npy or .csv)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.add_argument("--missing", choices=MISSING_CHOICES, default=None, help=_MISSING_APPLY_HELP)
+    p.add_argument("--threads", type=_threads, default=None, metavar="N", help=_THREADS_HELP)
+    p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N", help=_CHUNK_ROWS_HELP)
+
+    p = add(
+        "impute",
+        "Write DATA with each missing value (NaN, an empty CSV field, a Parquet null) replaced by its "
+        "conditional mean under MODEL given the row's observed values (gaussian, poisson, bernoulli models).",
+        "  fastem impute model.npz holes.npy --out filled.npy\n"
+        "  fastem impute model.npz holes.csv --out filled.csv\n",
+    )
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("data", metavar="DATA")
+    p.add_argument("--out", "-o", required=True, metavar="FILE", help="the completed rows: .npy or .csv")
     p.add_argument("--threads", type=_threads, default=None, metavar="N", help=_THREADS_HELP)
     p.add_argument("--chunk-rows", type=_positive_int, default=None, metavar="N", help=_CHUNK_ROWS_HELP)
 
@@ -579,6 +608,11 @@ def _check_family_options(args, gaussian_default) -> None:
         raise UsageError(
             f"fastem {args.command}: error: --normalize only applies to --family vmf, not {family}"
         )
+    if args.missing is not None and family not in MISSING_FAMILIES:
+        raise UsageError(
+            f"fastem {args.command}: error: --missing only applies to --family "
+            f"{', '.join(MISSING_FAMILIES)}, not {family}"
+        )
 
 
 def _estimator(args, n_components: int, covariance: str | None):
@@ -594,6 +628,8 @@ def _estimator(args, n_components: int, covariance: str | None):
         n_jobs=args.threads,
         accelerate=args.accelerate,
     )
+    if args.family in MISSING_FAMILIES:
+        common["missing"] = args.missing or "error"
     if args.family == "gaussian":
         return cls(
             n_components, covariance_type=covariance, reg_covar=args.reg_covar, prior=args.prior, **common
@@ -631,7 +667,14 @@ def _fit(gm, data: Any, path: str, callbacks=None, algorithm: str = "batch") -> 
         with _reading(path):
             gm.fit(data, callbacks=callbacks, algorithm=algorithm)
     except CommandError as exc:  # the estimator's advice names its Python option; give the flag
-        raise CommandError(str(exc).replace("pass normalize=True", "add --normalize")) from None
+        raise CommandError(_as_flags(str(exc))) from None
+
+
+def _as_flags(message: str) -> str:
+    """The estimator's advice in command-line terms: its Python options become flags."""
+    return message.replace("pass normalize=True", "add --normalize").replace(
+        "pass missing='marginalize'", "add --missing marginalize"
+    )
 
 
 def _save(gm, out: str, path: str, data: Any) -> None:
@@ -697,7 +740,7 @@ def _apply(method, data: Any, path: str, out: str | None = None) -> np.ndarray:
         with _reading(path):
             return method(data) if out is None else method(data, out=out)
     except CommandError as exc:
-        message = _one_line(exc)
+        message = _as_flags(_one_line(exc))
         if message.startswith(f"'{path}'"):  # "'x.csv' contains ...": a sentence of its own
             raise CommandError(f"cannot apply the model: {message}") from None
         raise CommandError(f"cannot apply the model to {message}") from None
@@ -714,6 +757,14 @@ def _model_and_data(args):
     gm = _load_model(args.model)
     if args.threads is not None:
         gm.n_jobs = args.threads
+    missing = getattr(args, "missing", None)
+    if missing is not None:
+        if "missing" not in gm.get_params():
+            raise UsageError(
+                f"fastem {args.command}: error: --missing only applies to models of the families "
+                f"{', '.join(MISSING_FAMILIES)}; {args.model} holds a {type(gm).__name__}"
+            )
+        gm.missing = missing
     data = _data_for_estimator(args.data, args.chunk_rows)
     direct = args.out if _streams_npy(args.out) else None
     return gm, data, direct
@@ -772,6 +823,23 @@ def cmd_score(args) -> int:
     return EXIT_OK
 
 
+def cmd_impute(args) -> int:
+    gm, data, direct = _model_and_data(args)
+    if not hasattr(gm, "impute"):
+        raise CommandError(
+            f"{args.model} holds a {type(gm).__name__}, which cannot impute: impute takes a model of the "
+            f"families {', '.join(MISSING_FAMILIES)}"
+        )
+    with _one_line_warnings():
+        result = _apply(gm.impute, data, args.data, direct)
+    if direct is None:
+        names = getattr(gm, "feature_names_in_", None)
+        header = ",".join(map(str, names)) if names is not None else None
+        _write_array(args.out, result, header=header)
+    print(f"wrote {result.shape[0]} x {result.shape[1]} rows with missing values filled to {args.out}")
+    return EXIT_OK
+
+
 def cmd_info(args) -> int:
     from .io import ModelFileError, read_header
 
@@ -816,6 +884,8 @@ def cmd_info(args) -> int:
     hyper = header["hyperparameters"]
     shown = ("tol", "reg_covar", "max_iter", "n_init", "init_params", "random_state")
     print("  hyper-parameters: " + ", ".join(f"{k}={hyper[k]!r}" for k in shown if k in hyper))
+    if hyper.get("missing", "error") != "error":
+        print(f"  missing values:  {hyper['missing']} (NaN marks a missing entry)")
     with np.printoptions(precision=4, suppress=True, linewidth=100):
         order = np.argsort(-gm.weights_)
         print("  components (by weight):")
@@ -1124,6 +1194,7 @@ COMMANDS = {
     "fit": cmd_fit,
     "predict": cmd_predict,
     "score": cmd_score,
+    "impute": cmd_impute,
     "info": cmd_info,
     "select": cmd_select,
     "demo": cmd_demo,

@@ -50,7 +50,7 @@ from . import __version__
 from ._base import check_feature_names, check_random_state, feature_names
 from ._executor import FitPlan
 from ._threads import thread_limit
-from ._validate import WEIGHTS_SUM_TO_ZERO, check_n_features, invalid_message
+from ._validate import WEIGHTS_SUM_TO_ZERO, check_n_features, first_invalid, invalid_message
 from .families.base import NO_F64, NO_I64, NO_RESP
 
 __all__ = ["ClusterError", "DaskExecutor", "plan_fit", "sample_size", "score"]
@@ -148,7 +148,7 @@ def _block_score(
 ) -> np.ndarray:
     """Per-row E-step output of one chunk: ``what`` is 'logprob', 'label' or 'resp'."""
     block = _as_kernel_block(block)
-    problem = family.first_invalid(block)
+    problem = first_invalid(family, block)
     if problem is not None:
         place = _column_place(names, problem.column)
         try:

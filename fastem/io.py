@@ -24,12 +24,14 @@ stored uncompressed:
     - ``estimator``: the class name, e.g. ``"GaussianMixture"`` or ``"PoissonMixture"``;
     - ``family``: ``"gaussian"``, ``"poisson"``, ``"bernoulli"``, ``"multinomial"`` or ``"vmf"``,
       followed by the family's configuration (``covariance_type`` for the Gaussian,
-      ``normalize`` for vMF);
+      ``normalize`` for vMF, ``"missing": "marginalize"`` for a Gaussian, Poisson or
+      Bernoulli model that marginalises NaN; absent means ``"error"``);
     - ``n_components``, ``n_features``;
     - ``hyperparameters``: the estimator's ``get_params()`` except the three
       ``*_init`` arrays (stored as members, see below); a ``random_state``
       that is not an int or None is stored as ``null`` and listed in
-      ``notes``;
+      ``notes``. ``missing`` is among them (Gaussian, Poisson, Bernoulli); a
+      file written before it existed loads with the default ``"error"``;
     - ``fit``: ``converged``, ``n_iter``, ``lower_bound`` (a number, or the
       strings ``"inf"``, ``"-inf"``, ``"nan"``), ``feature_names_in`` (list of
       strings or ``null``);

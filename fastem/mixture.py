@@ -12,7 +12,7 @@ from numbers import Real
 
 import numpy as np
 
-from ._mixture import INIT_METHODS, BaseMixture, check_choice, check_number, init_array
+from ._mixture import INIT_METHODS, BaseMixture, MissingValuesMixin, check_choice, check_number, init_array
 from .families.gaussian import (
     COVARIANCE_TYPES,
     GaussianFamily,
@@ -104,7 +104,7 @@ _PARTIAL_FIT_DOC = """One step of online (stepwise) EM on a mini-batch.
 """
 
 
-class GaussianMixture(BaseMixture):
+class GaussianMixture(MissingValuesMixin, BaseMixture):
     """Gaussian mixture model fitted by Expectation-Maximization, with fused numba kernels.
 
     Drop-in replacement for :class:`sklearn.mixture.GaussianMixture` (same
@@ -189,6 +189,24 @@ class GaussianMixture(BaseMixture):
         stays the mean log-likelihood, ``bic``/``aic`` are evaluated at the MAP
         estimate, and ``reg_covar`` is not added (see :mod:`fastem.priors`).
         Batch fits only.
+    missing : {'error', 'marginalize'}, default='error'
+        What NaN in the data means. 'error': NaN is refused, with its row and
+        column named. 'marginalize': NaN marks a missing entry, and EM treats
+        the missing coordinates as more latent variables (exact EM; Ghahramani
+        & Jordan 1994): a row's log-density is that of its observed
+        coordinates, log N(x_O; mu_O, Sigma_OO), and the M-step uses the
+        conditional means E[x_M | x_O] = mu_M + Sigma_MO Sigma_OO^-1 (x_O - mu_O)
+        and adds the conditional covariances, per component; ``lower_bounds_``
+        (the mean observed-data log-likelihood) still never decreases. Infinity
+        is an error under both settings, and under 'marginalize' so is a row
+        with every entry missing (it carries no information: drop it).
+        ``fit``, ``partial_fit``, ``predict``, ``predict_proba``,
+        ``score_samples`` and ``score`` then accept NaN in arrays, data sources
+        (NaN in a ``.npy``, HDF5 or Zarr file, an empty field or a null marker
+        such as ``NA`` or ``nan`` in a CSV file, a Parquet null) and Dask
+        collections alike; :meth:`impute` fills the holes. On data without NaN
+        both settings give bitwise the same fit. A ``prior`` must then give
+        its hyperparameters (not take them from the data).
 
     Attributes
     ----------
@@ -251,6 +269,7 @@ class GaussianMixture(BaseMixture):
         learning_offset: float = 2.0,
         prior=None,
         accelerate: str | None = None,
+        missing: str = "error",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -273,6 +292,7 @@ class GaussianMixture(BaseMixture):
         self.learning_offset = learning_offset
         self.prior = prior
         self.accelerate = accelerate
+        self.missing = missing
 
     _model_arrays = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
     _init_array_params = ("weights_init", "means_init", "precisions_init")
@@ -285,7 +305,9 @@ class GaussianMixture(BaseMixture):
         return (GaussianPrior,)
 
     def _family(self) -> GaussianFamily:
-        return self._as_fitted(GaussianFamily(self.covariance_type, float(self.reg_covar), self._prior()))
+        missing = self._missing_kwargs()
+        family = GaussianFamily(self.covariance_type, float(self.reg_covar), self._prior(), **missing)
+        return self._as_fitted(family)
 
     def _check_family_hyperparameters(self) -> None:
         check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
@@ -451,6 +473,19 @@ _COMMON_PARAMETERS_DOC = """
         fits only. VonMisesFisherMixture takes no prior.
 """
 
+_MISSING_DOC = """    missing : {'error', 'marginalize'}, default='error'
+        What NaN in the data means. 'error': NaN is refused, with its row and
+        column named. 'marginalize': NaN marks a missing entry; the features
+        being independent given the component, a missing entry simply drops
+        out of that feature's likelihood and statistics (exact EM). Infinity
+        is an error under both settings, and under 'marginalize' so is a row
+        with every entry missing. ``fit``, ``partial_fit``, ``predict``,
+        ``predict_proba``, ``score_samples`` and ``score`` then accept NaN in
+        arrays, data sources (NaN in a file, an empty field or a null marker in
+        a CSV file, a Parquet null) and Dask collections; :meth:`impute` fills
+        the holes. On data without NaN both settings give the same fit.
+"""
+
 _COMMON_ATTRIBUTES_DOC = """
     weights_ : ndarray of shape (n_components,)
     converged_ : bool
@@ -564,8 +599,8 @@ class _LinearMixture(BaseMixture):
     partial_fit.__doc__ = _PARTIAL_FIT_DOC
 
 
-class PoissonMixture(_LinearMixture):
-    (
+class PoissonMixture(MissingValuesMixin, _LinearMixture):
+    __doc__ = (
         """Mixture of independent Poisson counts per feature, fitted by EM with fused numba kernels.
 
     Component k gives feature d a Poisson(rates_[k, d]) count. Counts must be
@@ -578,7 +613,9 @@ class PoissonMixture(_LinearMixture):
         + _COMMON_PARAMETERS_DOC
         + """    rates_init : array-like of shape (n_components, n_features), default=None
         User-provided initial rates (> 0).
-
+"""
+        + _MISSING_DOC
+        + """
     Attributes
     ----------
     rates_ : ndarray of shape (n_components, n_features)"""
@@ -593,13 +630,17 @@ class PoissonMixture(_LinearMixture):
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
                  learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None,
-                 accelerate: str | None = None):  # fmt: skip
+                 accelerate: str | None = None, missing: str = "error"):  # fmt: skip
         self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
                           warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
                           learning_decay, learning_offset)  # fmt: skip
         self.prior = prior
         self.accelerate = accelerate
         self.rates_init = rates_init
+        self.missing = missing
+
+    def _family(self):
+        return self._as_fitted(self._family_class(prior=self._prior(), **self._missing_kwargs()))
 
     @property
     def _prior_classes(self) -> tuple:
@@ -618,8 +659,8 @@ class PoissonMixture(_LinearMixture):
             raise ValueError(f"{where}: Poisson rates must be > 0, got min {arr.min():g}.")
 
 
-class BernoulliMixture(_LinearMixture):
-    (
+class BernoulliMixture(MissingValuesMixin, _LinearMixture):
+    __doc__ = (
         """Mixture of independent binary features, fitted by EM with fused numba kernels.
 
     Component k sets feature d to 1 with probability probabilities_[k, d].
@@ -631,7 +672,9 @@ class BernoulliMixture(_LinearMixture):
         + _COMMON_PARAMETERS_DOC
         + """    probabilities_init : array-like of shape (n_components, n_features), default=None
         User-provided initial probabilities, in (0, 1).
-
+"""
+        + _MISSING_DOC
+        + """
     Attributes
     ----------
     probabilities_ : ndarray of shape (n_components, n_features)"""
@@ -646,13 +689,17 @@ class BernoulliMixture(_LinearMixture):
                  warm_start: bool = False, verbose: int = 0, verbose_interval: int = 10,
                  n_jobs: int | None = None, init_sample_size: int = 100_000, batch_size: int = 65_536,
                  learning_decay: float = 0.6, learning_offset: float = 2.0, prior=None,
-                 accelerate: str | None = None):  # fmt: skip
+                 accelerate: str | None = None, missing: str = "error"):  # fmt: skip
         self._common_init(n_components, tol, max_iter, n_init, init_params, weights_init, random_state,
                           warm_start, verbose, verbose_interval, n_jobs, init_sample_size, batch_size,
                           learning_decay, learning_offset)  # fmt: skip
         self.prior = prior
         self.accelerate = accelerate
         self.probabilities_init = probabilities_init
+        self.missing = missing
+
+    def _family(self):
+        return self._as_fitted(self._family_class(prior=self._prior(), **self._missing_kwargs()))
 
     @property
     def _prior_classes(self) -> tuple:
@@ -673,7 +720,7 @@ class BernoulliMixture(_LinearMixture):
 
 
 class MultinomialMixture(_LinearMixture):
-    (
+    __doc__ = (
         """Mixture of multinomials over count vectors (bag-of-words, categorical one-hots), fitted by EM.
 
     Component k draws the row's counts from Multinomial(n, probabilities_[k])
@@ -767,7 +814,7 @@ class MultinomialMixture(_LinearMixture):
 
 
 class VonMisesFisherMixture(_LinearMixture):
-    (
+    __doc__ = (
         """Mixture of von Mises-Fisher distributions on the unit sphere, fitted by EM with fused kernels.
 
     For directions: normalised text or image embeddings, unit vectors in D up

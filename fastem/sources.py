@@ -31,6 +31,15 @@ file's header line) become the estimator's ``feature_names_in_``, as a
 DataFrame's do. Errors name the place in the input's own terms: the row and
 column indices counted from 0, and for a CSV file its 1-based line number.
 
+Missing values: every source hands NaN on as NaN, and pyarrow's null values
+become NaN too: a null in a Parquet column, and in a CSV file an empty field
+or one of pyarrow's null markers (``NA``, ``N/A``, ``n/a``, ``#N/A``, ``NULL``,
+``null``, ``NaN``, ``nan``, ``-nan``, ...; see
+``pyarrow.csv.ConvertOptions().null_values``). An estimator with
+``missing="marginalize"`` (GaussianMixture, PoissonMixture, BernoulliMixture)
+treats them as missing entries; otherwise they are refused with the row,
+column (and a CSV file's line) named, as in memory.
+
 Chunk sizes: the fit over a source is bitwise identical to the in-memory fit
 when ``chunk_rows`` is a multiple of :data:`fastem.BLOCK_ROWS` (the default
 is), and equal to within about 1e-12 relative otherwise.
@@ -578,7 +587,7 @@ class ZarrSource(Source):
 
 
 def _arrow_batches_to_arrays(batches, columns: list[str] | None, name: str):
-    """Record batches -> 2-D float arrays (nulls become NaN and are caught as such)."""
+    """Record batches -> 2-D float arrays (nulls become NaN: missing entries, or refused as NaN)."""
     for batch in batches:
         names = batch.schema.names if columns is None else columns
         cols = batch.columns if columns is None else [batch.column(c) for c in columns]
