@@ -1,15 +1,28 @@
 """Executor on Dask arrays: the same fused kernel, mapped over row chunks on a cluster.
 
-One EM iteration on a ``dask.array.Array`` is::
+One EM iteration on a ``dask.array.Array`` whose rows are held in worker
+memory (the usual case, see below) is::
 
-    params --(one graph key, shipped once)--> [per row chunk: family.accumulate -> statistics]
-           --> pairwise merge in a fixed tree --> client: M-step
+    params --(inside the task, or scattered once when large)--> one task per worker:
+           [for each row chunk it holds: family.accumulate -> statistics of that chunk]
+           --> client: pairwise merge in a tree fixed by chunk order --> M-step
 
 Only parameters (O(K D^2) numbers) go to the workers and only sufficient
-statistics come back; the rows stay where Dask reads them (Zarr, Parquet, a
-persisted array, ...). The merge tree is fixed by chunk order, so the fitted
-parameters do not depend on which worker finishes first, nor on a worker being
-lost and its tasks recomputed.
+statistics (one small object per chunk) come back. One task per worker per
+pass, running the kernel on that worker's threads, keeps the scheduler's
+per-task cost (a few ms each on a small machine) out of the iteration time,
+and no chunk moves between workers. Each chunk still gets its own statistics
+and the client merges them in a tree fixed by chunk order, so the fitted
+parameters do not depend on the number of workers, on which chunks each one
+holds, on which finishes first, nor on a worker being lost and its chunks
+recomputed.
+
+Rows in worker memory: an array the user persisted is used where it lies
+(chunks beyond a worker's share of the rows are copied once to a worker below
+its share). A lazy array (Zarr, Parquet, ...) is read once, each chunk on a
+chosen worker so that every worker holds rows in proportion to its threads,
+and kept for the fit when it takes at most ``PERSIST_MEMORY_FRACTION`` of the
+workers' free memory; otherwise every pass re-reads it, one task per chunk.
 
 Initialisation draws a uniform random sample of ``min(n, init_sample_size)``
 rows *on the workers* (row indices drawn on the client from ``random_state``,
@@ -19,9 +32,11 @@ When the data have no more rows than that, the sample is all rows in order
 and the initialisation equals the in-memory one. The same pass checks the
 data for NaN/inf and validates ``sample_weight``.
 
-Every task runs the kernel on ``n_jobs`` numba threads (default 1): Dask's
-worker threads are the parallelism, so one thread per task does not
-oversubscribe the cores.
+Threads: a per-worker task runs the kernel on ``n_jobs`` numba threads, by
+default as many as the worker has threads (so 2 workers x 1 thread on 2 cores
+run 1 numba thread each, and 1 worker x 2 threads runs 2). A per-chunk task
+(re-reading path) runs on ``n_jobs`` threads, default 1: there Dask's worker
+threads are the parallelism.
 """
 
 from __future__ import annotations
@@ -64,6 +79,13 @@ SAMPLE_ROWS_PER_COMPONENT = 100
 _LOCAL_SCHEDULERS = {"sync", "synchronous", "single-threaded", "threads", "threading", "processes",
                      "multiprocessing"}  # fmt: skip
 
+#: A lazy array is read once and kept in worker memory for the fit when it takes
+#: at most this fraction of the workers' free memory (0: always re-read every pass).
+PERSIST_MEMORY_FRACTION = 0.5
+#: Parameters bigger than this are scattered to the workers once per pass
+#: instead of travelling inside each task (through the scheduler).
+SCATTER_PARAMS_BYTES = 1 << 20
+
 
 class ClusterError(RuntimeError):
     """The Dask cluster went away (or is unreachable) while fastem needed it."""
@@ -103,15 +125,30 @@ def _block_stats(block: np.ndarray, sample_weight: np.ndarray | None, family, pa
     return stats
 
 
-def _merge_pair(left, right):
-    """left + right into a new object: inputs may be held (and reused) by the scheduler."""
-    return left.copy().merge(right)
+def _worker_stats(blocks: list, weights: list, family, params, offsets: list[int], n_threads: int):
+    """Statistics of every row chunk one worker holds, one object per chunk: one task per worker per pass.
+
+    Returns the worker's address too, so the client notices when a chunk had to
+    be recomputed elsewhere (a lost worker) and regroups the next pass.
+    """
+    from distributed import get_worker
+
+    stats = [
+        _block_stats(block, sw, family, params, offset, n_threads)
+        for block, sw, offset in zip(blocks, weights, offsets, strict=True)
+    ]
+    return get_worker().address, stats
+
+
+def _copy_block(block: np.ndarray) -> np.ndarray:
+    """A chunk under a new key on the worker that runs this (moved there once, for the fit)."""
+    return block
 
 
 def _survey_block(block: np.ndarray, sample_weight: np.ndarray | None, rows: np.ndarray, family) -> dict:
     """Validation and sampling of one chunk: the first refused value, weight checks, sampled rows."""
     block = _as_kernel_block(block)
-    out: dict[str, Any] = {"n_rows": block.shape[0], "invalid": family.first_invalid(block)}
+    out: dict[str, Any] = {"n_rows": block.shape[0], "invalid": first_invalid(family, block)}
     out["rows"] = np.ascontiguousarray(block[rows])
     if getattr(family, "needs_data_moments", False) and out["invalid"] is None:
         from .priors import DataMoments  # a prior's data-dependent hyperparameters
@@ -248,11 +285,15 @@ def _cluster_error(client, exc: BaseException) -> ClusterError:
 
 def _compute(client, obj):
     """Compute a Delayed on ``client`` (or the local scheduler), translating cluster loss."""
+    if client is None:
+        return _on_cluster(None, lambda: dask.compute(obj)[0])
+    return _on_cluster(client, lambda: client.compute(obj).result())
+
+
+def _on_cluster(client, work):
+    """``work()``, with a worker that lacks fastem or a lost cluster translated into clear errors."""
     try:
-        if client is None:
-            (result,) = dask.compute(obj)
-            return result
-        return client.compute(obj).result()
+        return work()
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] == "fastem" or "fastem" in str(exc):
             raise ImportError(
@@ -333,11 +374,15 @@ def _aligned_weights(sample_weight, X: da.Array, client) -> da.Array | None:
     return sw.astype(np.float64)
 
 
-def _tree_merge(parts: list):
-    """Pairwise merge of Delayed statistics in a fixed tree (chunk order), not completion order."""
-    merge = dask.delayed(_merge_pair, pure=True)
+def _merge_in_chunk_order(parts: list):
+    """Pairwise merge of per-chunk statistics in a tree fixed by chunk order (on the client, in place).
+
+    The tree depends only on the number of chunks, so the result is the same,
+    bit for bit, for any number of workers and any order of completion.
+    """
+    parts = list(parts)
     while len(parts) > 1:
-        paired = [merge(parts[i], parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
+        paired = [parts[i].merge(parts[i + 1]) for i in range(0, len(parts) - 1, 2)]
         if len(parts) % 2:
             paired.append(parts[-1])
         parts = paired
@@ -351,12 +396,102 @@ def _params_node(family, params) -> Any:
     return dask.delayed(params, name="fastem-params-" + token, traverse=False)
 
 
-def _task_threads(n_jobs: int | None) -> int:
-    return 1 if n_jobs is None else int(n_jobs)
+def _params_nbytes(family, params) -> int:
+    return int(sum(np.asarray(a).nbytes for a in family.param_arrays(params).values()))
+
+
+def _task_threads(n_jobs: int | None) -> int | None:
+    return None if n_jobs is None else int(n_jobs)
+
+
+def _row_blocks(arr: da.Array) -> list:
+    """The Delayed row chunks of ``arr`` (2-D with one column chunk, or 1-D), in row order."""
+    return list(arr.to_delayed().ravel())
+
+
+def _futures_in_memory(arr: da.Array) -> list | None:
+    """The futures of ``arr``'s row chunks, in row order, if all are in cluster memory (persisted)."""
+    from distributed import futures_of
+
+    by_key = {future.key: future for future in futures_of(arr)}
+    keys = [key[0] if isinstance(key, list) else key for key in arr.__dask_keys__()]
+    futures = [by_key.get(key) for key in keys]
+    return None if not futures or any(f is None for f in futures) else futures
+
+
+def _room_for(nbytes: int, workers: dict) -> bool:
+    """Whether ``nbytes`` take at most PERSIST_MEMORY_FRACTION of the workers' free memory."""
+    free = 0
+    for info in workers.values():
+        limit = info.get("memory_limit") or 0
+        if not limit:  # no limit set: the free memory is unknown, do not risk it
+            return False
+        free += max(0, limit - (info.get("metrics") or {}).get("memory", 0))
+    return nbytes <= PERSIST_MEMORY_FRACTION * free
+
+
+def _share_rows(rows: list[int], holders: list, threads: dict[str, int]) -> list[str]:
+    """A worker for each chunk, so that every worker gets rows in proportion to its threads.
+
+    A chunk stays with the worker that holds it (``holders[i]``; None: nobody)
+    while that worker stays within its share (plus half the chunk); the other
+    chunks go, in row order, to the worker furthest below its share (the first
+    in address order among equals, so the choice is deterministic).
+    """
+    all_threads = sum(threads.values())
+    share = {w: sum(rows) * t / all_threads for w, t in threads.items()}
+    load = dict.fromkeys(threads, 0.0)
+    owner: list = [None] * len(rows)
+    for i, (n, holder) in enumerate(zip(rows, holders, strict=True)):
+        if holder in load and load[holder] + n <= share[holder] + n / 2:
+            owner[i] = holder
+            load[holder] += n
+    for i, n in enumerate(rows):
+        if owner[i] is None:
+            worker = max(threads, key=lambda w: share[w] - load[w])
+            owner[i] = worker
+            load[worker] += n
+    return owner
+
+
+def _place_rows(arr: da.Array, owner: list[str], client) -> list:
+    """Futures of ``arr``'s row chunks, chunk i held by worker ``owner[i]``.
+
+    Lazy chunks are computed there. A chunk found in memory (persisted by the
+    user, or computed before under the same key) stays where it is if its owner
+    is its only holder, else is copied to the owner once (a new key, so the copy
+    lives as long as the executor holds it; a second replica is not kept: Dask's
+    memory manager may drop it at any time). Restrictions are loose, so that a
+    chunk lost with its worker is recomputed on another one; the price is that
+    an idle worker may steal a copy task, so misplaced chunks are copied again.
+    """
+    from distributed import wait
+
+    futures = _futures_in_memory(arr)
+    if futures is None:
+        blocks = _row_blocks(arr)
+        futures = [None] * len(blocks)
+        for worker in dict.fromkeys(owner):
+            chunks = [i for i, w in enumerate(owner) if w == worker]
+            computed = client.compute([blocks[i] for i in chunks], workers=[worker], allow_other_workers=True)
+            for i, future in zip(chunks, computed, strict=True):
+                futures[i] = future
+        wait(futures)
+    for _ in range(3):  # a few rounds: an idle worker may steal a copy task from a busy owner
+        holders = client.who_has(futures)
+        misplaced = [i for i, f in enumerate(futures) if set(holders.get(f.key, ())) != {owner[i]}]
+        if not misplaced:
+            break
+        for i in misplaced:
+            futures[i] = client.submit(
+                _copy_block, futures[i], workers=[owner[i]], allow_other_workers=True, pure=False
+            )
+        wait([futures[i] for i in misplaced])
+    return futures
 
 
 class DaskExecutor:
-    """Runs E-steps as Dask tasks, one per row chunk; only statistics come back.
+    """Runs E-steps on a Dask cluster: one task per worker per pass; only statistics come back.
 
     ``input_kind`` is how messages name the input (never the class name).
 
@@ -367,25 +502,50 @@ class DaskExecutor:
     sample_weight : dask.array.Array of shape (n_samples,) or None
         Weights chunked like the rows of ``X``.
     client : distributed.Client or None
-        Where to compute; None uses the local Dask scheduler.
-    n_threads : int, default=1
-        numba threads per task.
+        Where to compute; None uses the local Dask scheduler (one task per chunk).
+    family : object
+        The component family whose ``accumulate`` runs on the chunks.
+    n_threads : int or None, default=None
+        numba threads per task; None: as many as the worker has threads (one
+        task per worker), 1 for the per-chunk tasks of a re-reading pass.
+    keep_in_memory : bool or None, default=None
+        Hold the rows (and weights) in worker memory while this executor lives,
+        spread over the workers in proportion to their threads. None: when
+        ``X`` is already persisted or takes at most ``PERSIST_MEMORY_FRACTION``
+        of the workers' free memory. False: every pass re-reads ``X``.
     """
 
     #: how user-facing messages name what this executor runs on
     input_kind = "Dask collections"
 
-    def __init__(self, X: da.Array, sample_weight: da.Array | None, client, family, n_threads: int = 1):
+    def __init__(
+        self,
+        X: da.Array,
+        sample_weight: da.Array | None,
+        client,
+        family,
+        n_threads: int | None = None,
+        keep_in_memory: bool | None = None,
+    ):
         self.X = X
         self.family = family
         self.sample_weight = sample_weight  # holding it keeps persisted weights alive
         self.client = client
         self.n_threads = n_threads
-        self.blocks = list(X.to_delayed().ravel())
+        self.blocks = _row_blocks(X)
         self.sample_weight_blocks = (
-            [None] * len(self.blocks) if sample_weight is None else list(sample_weight.to_delayed().ravel())
+            [None] * len(self.blocks) if sample_weight is None else _row_blocks(sample_weight)
         )
         self.offsets = np.concatenate([[0], np.cumsum(X.chunks[0])]).astype(np.int64)
+        #: per chunk, the futures of its rows and weights in worker memory (None: every pass re-reads)
+        self.row_futures: list | None = None
+        self.weight_futures: list | None = None
+        #: worker address -> the chunks it holds, in row order (one task each per pass)
+        self.groups: dict = {}
+        self.worker_threads: dict[str, int] = {}
+        self._owner: list = []
+        if client is not None and keep_in_memory is not False:
+            _on_cluster(client, lambda: self._keep_rows_in_memory(keep_in_memory))
 
     @property
     def n_samples(self) -> int:
@@ -395,33 +555,111 @@ class DaskExecutor:
     def n_features(self) -> int:
         return int(self.X.shape[1])
 
+    def _keep_rows_in_memory(self, keep: bool | None) -> None:
+        client = self.client
+        workers = client.scheduler_info()["workers"]
+        if not workers:
+            return  # no workers yet: re-read (the scheduler waits for them)
+        threads = {addr: max(1, int(workers[addr]["nthreads"])) for addr in sorted(workers)}
+        persisted = _futures_in_memory(self.X)
+        if keep is None and persisted is None:
+            nbytes = self.X.nbytes + (0 if self.sample_weight is None else self.sample_weight.nbytes)
+            if not _room_for(nbytes, workers):
+                return
+        holders: list = [None] * len(self.blocks)
+        if persisted is not None:
+            where = client.who_has(persisted)
+            holders = [min(where.get(f.key, ()), default=None) for f in persisted]
+        owner = _share_rows([int(n) for n in self.X.chunks[0]], holders, threads)
+        self.row_futures = _place_rows(self.X, owner, client)
+        self.weight_futures = [None] * len(self.blocks)
+        if self.sample_weight is not None:
+            self.weight_futures = _place_rows(self.sample_weight, owner, client)
+        self.worker_threads = threads
+        self._owner = owner
+        self._regroup()
+
+    def _regroup(self) -> None:
+        """Ask the scheduler which worker holds which chunk (after placement, or after a lost worker)."""
+        where = self.client.who_has(self.row_futures)
+        groups: dict = {}
+        for i, future in enumerate(self.row_futures):
+            holders = where.get(future.key, ())
+            worker = self._owner[i] if self._owner[i] in holders else min(holders, default=None)
+            groups.setdefault(worker, []).append(i)
+        self.groups = groups
+
     def graph(self, params):
-        """The Delayed statistics of one pass (not computed)."""
+        """The Delayed list of per-chunk statistics of one re-reading pass (not computed), in chunk order."""
         node = _params_node(self.family, params)
         task = dask.delayed(_block_stats, pure=True)
-        parts = [
-            task(block, sw, self.family, node, int(offset), self.n_threads)
-            for block, sw, offset in zip(self.blocks, self.sample_weight_blocks, self.offsets, strict=False)
-        ]
-        return _tree_merge(parts)
+        threads = 1 if self.n_threads is None else self.n_threads
+        chunks = zip(self.blocks, self.sample_weight_blocks, self.offsets, strict=False)
+        return dask.delayed(list)([task(x, sw, self.family, node, int(at), threads) for x, sw, at in chunks])
 
     def accumulate(self, params):
         """One fused E-step + moment pass over all chunks, on the cluster."""
-        return _compute(self.client, self.graph(params))
+        if self.row_futures is None:
+            return _merge_in_chunk_order(_compute(self.client, self.graph(params)))
+        return _on_cluster(self.client, lambda: self._accumulate_on_workers(params))
+
+    def _accumulate_on_workers(self, params):
+        client = self.client
+        if _params_nbytes(self.family, params) > SCATTER_PARAMS_BYTES:
+            # sent once to each worker, not through the scheduler inside every task
+            params = client.scatter(params, broadcast=True, hash=False)
+        tasks = []
+        for worker, chunks in self.groups.items():
+            threads = self.n_threads or self.worker_threads.get(worker, 1)
+            where = {} if worker is None else {"workers": [worker], "allow_other_workers": True}
+            tasks.append(
+                client.submit(
+                    _worker_stats,
+                    [self.row_futures[i] for i in chunks],
+                    [self.weight_futures[i] for i in chunks],
+                    self.family,
+                    params,
+                    [int(self.offsets[i]) for i in chunks],
+                    threads,
+                    pure=False,
+                    **where,
+                )
+            )
+        parts: list = [None] * len(self.row_futures)
+        moved = False
+        for (worker, chunks), (address, stats) in zip(self.groups.items(), client.gather(tasks), strict=True):
+            moved |= address != worker
+            for i, chunk_stats in zip(chunks, stats, strict=True):
+                parts[i] = chunk_stats
+        if moved:  # a worker was lost and its chunks recomputed elsewhere: follow them
+            self._regroup()
+        return _merge_in_chunk_order(parts)
 
 
 def _survey(executor: DaskExecutor, sample_rows: np.ndarray | None) -> list[dict]:
     """One pass over the chunks: validation results and the sampled rows, per chunk."""
     offsets = executor.offsets
-    survey = dask.delayed(_survey_block, pure=True)
-    tasks = []
-    for b, (block, sw) in enumerate(zip(executor.blocks, executor.sample_weight_blocks, strict=True)):
+    rows_of = []
+    for b in range(len(executor.blocks)):
         if sample_rows is None:
-            rows = np.empty(0, dtype=np.int64)
+            rows_of.append(np.empty(0, dtype=np.int64))
         else:
             lo, hi = np.searchsorted(sample_rows, offsets[b : b + 2])
-            rows = sample_rows[lo:hi] - offsets[b]
-        tasks.append(survey(block, sw, rows, executor.family))
+            rows_of.append(sample_rows[lo:hi] - offsets[b])
+    if executor.row_futures is not None:  # the rows are in worker memory: survey them there
+        client, family = executor.client, executor.family
+        chunks = list(zip(executor.row_futures, executor.weight_futures, rows_of, strict=True))
+
+        def survey_on_workers():
+            tasks = [client.submit(_survey_block, *chunk, family, pure=False) for chunk in chunks]
+            return client.gather(tasks)
+
+        return _on_cluster(client, survey_on_workers)
+    survey = dask.delayed(_survey_block, pure=True)
+    tasks = [
+        survey(block, sw, rows, executor.family)
+        for block, sw, rows in zip(executor.blocks, executor.sample_weight_blocks, rows_of, strict=True)
+    ]
     return _compute(executor.client, dask.delayed(list)(tasks))
 
 
@@ -582,7 +820,7 @@ def score(
         _check_workers(client)
     params, family = estimator._params(), estimator._family()
     node = _params_node(family, params)
-    threads = _task_threads(estimator.n_jobs)
+    threads = _task_threads(estimator.n_jobs) or 1  # one task per chunk: Dask's threads are the parallelism
     outputs: dict[str, Any] = {"logprob": None, "label": None, "resp": None}
     if logprob:
         outputs["logprob"] = X.map_blocks(

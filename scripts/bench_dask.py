@@ -1,22 +1,34 @@
-"""Per-iteration time of fastem on 2 local Dask workers vs the in-memory fit, and where the rest goes.
+"""Per-iteration time of fastem on a local Dask cluster vs the in-memory fit, side by side, and where it goes.
 
-    python scripts/bench_dask.py [--n 4000000] [--d 8] [--k 8] [--chunk-rows 500000] [--iters 8]
+    python scripts/bench_dask.py [--n 4000000] [--d 8] [--k 8] [--chunk-rows 500000] [--repeat 10]
+                                 [--configs 2x1,1x2]
 
 Case of the issue: N=4e6, D=8, K=8, diag, float64. The data are written to a
-temporary Zarr store and read *by the workers*; the figures are for the array
-persisted in worker memory (what a user does when the data fit in the
-cluster's RAM) and for re-reading Zarr on every iteration. One iteration is one
-``executor.accumulate(params)`` (E-step + statistics; the M-step on the client
-takes microseconds). The overhead breakdown uses the scheduler's task stream.
+temporary Zarr store and read *by the workers*. For each cluster
+configuration (``WxT``: W worker processes with T threads each; the issue's
+target is 2x1, two local workers) the script alternates one in-memory
+iteration (2 numba threads) with one Dask iteration of each kind and prints
+the medians and their ratio:
+
+* rows held in worker memory (the default whenever they fit: fastem reads the
+  lazy Zarr array once, spread over the workers, and keeps it for the fit),
+* re-reading Zarr every pass (``keep_in_memory=False``; the path for data that
+  do not fit in the cluster's memory).
+
+One iteration is one ``executor.accumulate(params)`` (E-step + statistics; the
+M-step on the client takes microseconds). The breakdown uses the scheduler's
+task stream. Quote ``uptime`` with the figures: the machine may be shared.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -31,24 +43,88 @@ def make_data(n: int, d: int, k: int, seed: int = 0) -> np.ndarray:
     return X
 
 
-def timed(fn, repeat: int) -> list[float]:
-    out = []
+def load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f}"
+
+
+def interleaved(runs: dict, repeat: int) -> dict[str, float]:
+    """Median seconds of each callable in ``runs``, calling them in turn ``repeat`` times."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
     for _ in range(repeat):
-        tic = time.perf_counter()
-        fn()
-        out.append(time.perf_counter() - tic)
-    return out
+        for name, fn in runs.items():
+            tic = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - tic)
+    return {name: float(np.median(values)) for name, values in times.items()}
 
 
-def em_times(executor, params, iters: int) -> list[float]:
-    """Wall time of each of ``iters`` real EM iterations (new parameters every time, as in a fit)."""
-    out = []
-    for _ in range(iters):
+def compute_seconds(records, name: str) -> dict[str, float]:
+    """Seconds each worker spent computing tasks whose key contains ``name``."""
+    per_worker: dict[str, float] = {}
+    for rec in records:
+        if name in str(rec["key"]):
+            for ss in rec["startstops"]:
+                if ss["action"] == "compute":
+                    per_worker[rec["worker"]] = per_worker.get(rec["worker"], 0.0) + ss["stop"] - ss["start"]
+    return per_worker
+
+
+def run_config(n_workers: int, threads: int, zarr_path: str, mem_iteration, params, family, args) -> None:
+    import dask.array as da
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from fastem.dask import DaskExecutor
+
+    with (
+        LocalCluster(
+            n_workers=n_workers, threads_per_worker=threads, processes=True, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        client.wait_for_workers(n_workers)
+        Xz = da.from_zarr(zarr_path)
         tic = time.perf_counter()
-        stats = executor.accumulate(params)
-        params, _ = stats.to_params(1e-6)
-        out.append(time.perf_counter() - tic)
-    return out
+        kept = DaskExecutor(Xz, None, client, family)  # reads Zarr once, spread over the workers
+        t_place = time.perf_counter() - tic
+        assert kept.row_futures is not None, "the rows should fit in the cluster's memory"
+        reread = DaskExecutor(Xz, None, client, family, keep_in_memory=False)
+        tic = time.perf_counter()
+        kept.accumulate(params)
+        t_first = time.perf_counter() - tic
+        reread.accumulate(params)
+        medians = interleaved(
+            {
+                "mem": mem_iteration,
+                "kept": lambda: kept.accumulate(params),
+                "reread": lambda: reread.accumulate(params),
+            },
+            args.repeat,
+        )
+        with get_task_stream(client) as stream:
+            tic = time.perf_counter()
+            for _ in range(args.repeat):
+                kept.accumulate(params)
+            mean_pass = (time.perf_counter() - tic) / args.repeat
+        kernel = max(compute_seconds(stream.data, "_worker_stats").values()) / args.repeat
+        rows = {w: int(sum(kept.X.chunks[0][i] for i in chunks)) for w, chunks in kept.groups.items()}
+        stats = kept.accumulate(params)
+
+    t_mem = medians["mem"]
+    name = f"{n_workers} worker{'s' if n_workers > 1 else ''} x {threads} thread{'s' if threads > 1 else ''}"
+    print(f"\n{name} ({load()}):")
+    print(f"  in-memory, 2 numba threads:       {t_mem * 1e3:8.1f} ms/iteration")
+    print(f"  dask, rows in worker memory:      {medians['kept'] * 1e3:8.1f} ms/iteration  "
+          f"({medians['kept'] / t_mem:.2f}x in-memory)")  # fmt: skip
+    print(f"  dask, re-reading Zarr every pass: {medians['reread'] * 1e3:8.1f} ms/iteration  "
+          f"({medians['reread'] / t_mem:.2f}x)")  # fmt: skip
+    print(f"  rows per worker: {sorted(rows.values())}; one task per worker per pass, "
+          f"{kept.worker_threads[next(iter(kept.groups))]} numba thread(s) each")  # fmt: skip
+    print(f"  of a pass (mean of {args.repeat} more): kernel on the busiest worker {kernel * 1e3:.1f} ms, "
+          f"the rest (scheduling, transfers, client merge) {(mean_pass - kernel) * 1e3:.1f} ms")  # fmt: skip
+    print(f"  reading Zarr into worker memory once: {t_place * 1e3:.0f} ms; first pass {t_first * 1e3:.0f} "
+          "ms "
+          f"(workers load the kernels); statistics {len(pickle.dumps(stats))} B per chunk")  # fmt: skip
 
 
 def main() -> None:
@@ -57,96 +133,38 @@ def main() -> None:
     parser.add_argument("--d", type=int, default=8)
     parser.add_argument("--k", type=int, default=8)
     parser.add_argument("--chunk-rows", type=int, default=500_000)
-    parser.add_argument("--iters", type=int, default=8)
+    parser.add_argument("--repeat", type=int, default=10)
+    parser.add_argument("--configs", default="2x1,1x2", help="cluster shapes WxT, comma-separated")
     args = parser.parse_args()
 
     import dask.array as da
-    from distributed import Client, LocalCluster, get_task_stream, wait
 
     from fastem import GaussianMixture
     from fastem._executor import ArrayExecutor
-    from fastem.dask import DaskExecutor
+    from fastem._threads import thread_limit
 
     X = make_data(args.n, args.d, args.k)
     print(f"N={args.n:.0e} D={args.d} K={args.k} diag float64 ({X.nbytes / 2**20:.0f} MiB), "
-          f"chunks of {args.chunk_rows} rows, {args.iters} timed iterations (median)")  # fmt: skip
-    gm = GaussianMixture(args.k, covariance_type="diag", random_state=0, max_iter=2, tol=0, n_jobs=2)
-    gm.fit(X[:200_000])  # compile / load the kernels; parameters to iterate from
-    params = gm._params()
+          f"{-(-args.n // args.chunk_rows)} chunks of {args.chunk_rows} rows; medians of {args.repeat} "
+          f"interleaved iterations; {load()}")  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 2 iterations do not converge
+        gm = GaussianMixture(args.k, covariance_type="diag", random_state=0, max_iter=2, tol=0, n_jobs=2)
+        gm.fit(X[:200_000])  # compile / load the kernels; parameters to iterate from
+    params, family = gm._params(), gm._family()
+    mem = ArrayExecutor(X, None, family)
 
-    mem = ArrayExecutor(X)
-    mem.accumulate(params)
-    t_mem = np.median(em_times(mem, params, args.iters))
-    print(f"in-memory, 2 numba threads:      {t_mem * 1e3:8.1f} ms/iteration")
+    def mem_iteration():
+        with thread_limit(2):
+            mem.accumulate(params)
 
+    mem_iteration()
     tmp = Path(tempfile.mkdtemp(prefix="fastem-bench-"))
     try:
         da.from_array(X, chunks=(args.chunk_rows, args.d)).to_zarr(str(tmp / "x.zarr"))
-        del X
-        with (
-            LocalCluster(
-                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
-            ) as cluster,
-            Client(cluster) as client,
-        ):
-            Xz = da.from_zarr(str(tmp / "x.zarr"))
-            Xp = client.persist(Xz)
-            client.wait_for_workers(2)
-
-            wait(Xp)
-            ex = DaskExecutor(Xp, None, client, n_threads=1)
-            tic = time.perf_counter()
-            with get_task_stream(client) as first_stream:
-                ex.accumulate(params)
-            t_first = time.perf_counter() - tic
-            with get_task_stream(client) as stream:
-                times = em_times(ex, params, args.iters)
-            t_dask = float(np.median(times))
-            ez = DaskExecutor(Xz, None, client, n_threads=1)
-            t_zarr = float(np.median(em_times(ez, params, max(3, args.iters // 2))))
-            graph_build = np.median(timed(lambda: ex.graph(params), 20))
-
-            def busy(records, name):
-                per_worker: dict[str, float] = {}
-                for rec in records:
-                    if name not in str(rec["key"]):
-                        continue
-                    for ss in rec["startstops"]:
-                        if ss["action"] == "compute":
-                            per_worker[rec["worker"]] = per_worker.get(rec["worker"], 0.0) + (
-                                ss["stop"] - ss["start"]
-                            )
-                return per_worker
-
-            compute = busy(stream.data, "_block_stats")
-            merge = busy(stream.data, "_merge_pair")
-            first_compute = busy(first_stream.data, "_block_stats")
-            kernel = max(compute.values()) / args.iters
-            merges = sum(merge.values()) / args.iters
-            first_kernel = max(first_compute.values())
-            stats = ex.accumulate(params)
-            stats_bytes = len(pickle.dumps(stats))
-            params_bytes = len(pickle.dumps(params.packed()))
-            ser = np.median(timed(lambda: pickle.loads(pickle.dumps(stats)), 200))
-            n_tasks = len(ex.blocks)
-
-        print(
-            f"dask, 2 workers x 1 thread:      {t_dask * 1e3:8.1f} ms/iteration  "
-            f"({t_dask / t_mem:.2f}x in-memory)  [X persisted on the workers]"
-        )
-        print(f"dask, re-reading Zarr each pass: {t_zarr * 1e3:8.1f} ms/iteration  ({t_zarr / t_mem:.2f}x)")
-        print(
-            f"first dask iteration:            {t_first * 1e3:8.1f} ms (workers import fastem, load kernels)"
-        )
-        print("\nwhere a persisted iteration goes:")
-        print(f"  kernel time on the busiest worker:        {kernel * 1e3:8.1f} ms")
-        print(f"  pairwise merges ({n_tasks - 1} tasks, total):        {merges * 1e3:8.2f} ms")
-        print(f"  graph construction on the client:         {graph_build * 1e3:8.2f} ms")
-        print(f"  rest (scheduling, transfers, idle time):  {(t_dask - kernel - graph_build) * 1e3:8.1f} ms")
-        print(f"  serialization: stats {stats_bytes} B/task, params {params_bytes} B/iteration; "
-              f"pickle round trip {ser * 1e6:.0f} us")  # fmt: skip
-        print(f"  first-iteration kernel time on the busiest worker: {first_kernel * 1e3:.1f} ms "
-              f"(steady state {kernel * 1e3:.1f} ms): kernels come from numba's on-disk cache")  # fmt: skip
+        for config in args.configs.split(","):
+            n_workers, threads = (int(v) for v in config.lower().split("x"))
+            run_config(n_workers, threads, str(tmp / "x.zarr"), mem_iteration, params, family, args)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
 import subprocess
 import sys
 import threading
+import time
 
 import dask
 import dask.array as da
@@ -15,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import make_mixture
-from distributed import Client, LocalCluster
+from distributed import Client, LocalCluster, get_task_stream, wait
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastem.dask as fdask
@@ -142,17 +144,107 @@ def test_large_data_initialises_from_a_worker_side_sample(client, large, monkeyp
     _assert_same_fit(GaussianMixture(4, **kw).fit(Xd), GaussianMixture(4, **kw).fit(X))
 
 
-def test_graph_ships_parameters_once_and_no_data(client, large):
+def test_rereading_graph_ships_parameters_once_and_no_data(client, large):
     X, path = large
     gm = GaussianMixture(3, covariance_type="full", random_state=0, max_iter=1).fit(X)
-    plan = gm._plan_fit(da.from_zarr(path), None)
-    graph = dict(plan.executor.graph(gm._params()).__dask_graph__())
+    executor = fdask.DaskExecutor(da.from_zarr(path), None, client, gm._family(), keep_in_memory=False)
+    assert executor.row_futures is None
+    graph = dict(executor.graph(gm._params()).__dask_graph__())
     params_keys = [k for k in graph if str(k).startswith("fastem-params-")]
     assert len(params_keys) == 1
-    # 7 chunks -> 7 block tasks + 6 pairwise merges, plus the Zarr reads
+    # 7 chunks -> 7 block tasks plus the Zarr reads; the statistics are merged on the client
     assert sum(1 for k in graph if "_block_stats" in str(k)) == 7
-    assert sum(1 for k in graph if "_merge_pair" in str(k)) == 6
+    # nothing else (no merge tasks): the client merges the 7 statistics
+    assert all(
+        any(tag in str(k) for tag in ("_block_stats", "fastem-params", "zarr", "list-")) for k in graph
+    )
     assert len(pickle.dumps(graph)) < X.nbytes / 10  # the data are not in the graph
+    stats = executor.accumulate(gm._params())
+    expected = gm._family().zero_stats(gm._params())
+    gm._family().accumulate(X, None, gm._params(), expected, 0)
+    assert_allclose(stats.S2, expected.S2, rtol=RTOL)
+
+
+def test_share_rows_follows_threads_and_keeps_chunks_in_place():
+    rows = [100] * 8
+    assert fdask._share_rows(rows, ["a"] * 8, {"a": 1, "b": 1}) == ["a"] * 4 + ["b"] * 4
+    assert fdask._share_rows(rows, ["a", "b"] * 4, {"a": 1, "b": 1}) == ["a", "b"] * 4  # nothing moves
+    assert fdask._share_rows(rows, [None] * 8, {"a": 1, "b": 3}).count("b") == 6
+    # a holder that is not a worker (any more) counts as nobody; uneven chunks
+    owner = fdask._share_rows([500, 100, 100, 100, 100, 100], ["gone"] * 6, {"a": 1, "b": 1})
+    assert owner == ["a", "b", "b", "b", "b", "b"]
+
+
+def _counting_reads(counter: str):
+    def counted(block):
+        with open(counter, "a") as f:
+            f.write("x")
+        return block
+
+    return counted
+
+
+def test_rows_are_read_once_and_kept_in_worker_memory(client, small, tmp_path, monkeypatch):
+    X, path = small  # 5 chunks
+    counter = str(tmp_path / "reads")
+    open(counter, "w").close()
+    Xd = da.from_zarr(path).map_blocks(_counting_reads(counter), meta=np.empty((0, 3)))  # no call for meta
+    passes = []
+    original = fdask.DaskExecutor.accumulate
+
+    def accumulate(self, params):
+        passes.append(1)
+        return original(self, params)
+
+    monkeypatch.setattr(fdask.DaskExecutor, "accumulate", accumulate)
+    kw = dict(covariance_type="diag", random_state=0, tol=0, max_iter=10)
+    kept = GaussianMixture(3, **kw).fit(Xd)
+    assert len(passes) >= 10
+    assert os.path.getsize(counter) == 5  # one read per chunk, for the survey and every pass
+    _assert_same_fit(kept, GaussianMixture(3, **kw).fit(X))
+    deadline = time.monotonic() + 30  # the client releases keys asynchronously
+    while any(Xd.name in str(key) for key in client.who_has()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(Xd.name in str(key) for key in client.who_has())  # held for the fit only
+    # no room in the cluster's memory: every pass re-reads, with the same result bit for bit
+    monkeypatch.setattr(fdask, "PERSIST_MEMORY_FRACTION", 0.0)
+    open(counter, "w").close()
+    passes.clear()
+    reread = GaussianMixture(3, **kw).fit(Xd)
+    assert os.path.getsize(counter) == 5 * (1 + len(passes))
+    _assert_same_fit(reread, kept, rtol=0)
+
+
+def test_result_does_not_depend_on_workers_or_placement(client, small):
+    X, path = small
+    kw = dict(covariance_type="full", random_state=0, tol=0, max_iter=15)
+    spread = GaussianMixture(3, **kw).fit(da.from_zarr(path))  # fastem spreads the rows itself
+    _assert_same_fit(spread, GaussianMixture(3, **kw).fit(X))
+    params, family = spread._params(), spread._family()
+
+    # the user persisted every chunk on one worker: 2 of the 5 chunks are copied once to the other
+    first = sorted(client.scheduler_info()["workers"])[0]
+    on_one = client.persist(da.from_zarr(path), workers=[first])
+    wait(on_one)
+    executor = fdask.DaskExecutor(on_one, None, client, family)
+    assert sorted(len(chunks) for chunks in executor.groups.values()) == [2, 3]
+    assert set(executor.worker_threads.values()) == {1}
+    with get_task_stream(client) as stream:
+        executor.accumulate(params)
+    keys = [str(rec["key"]) for rec in stream.data]
+    assert sum("_worker_stats" in k for k in keys) == 2  # one task per worker per pass
+    assert not any("_copy_block" in k or "from-zarr" in k for k in keys)  # no data moved or re-read
+    _assert_same_fit(GaussianMixture(3, **kw).fit(on_one), spread, rtol=0)
+
+    # one worker with two threads: one task per pass, on two numba threads
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=True, dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=False) as own,
+    ):
+        mine = own.persist(da.from_zarr(path))
+        executor = fdask.DaskExecutor(mine, None, own, family)
+        assert list(executor.worker_threads.values()) == [2] and len(executor.groups) == 1
+        _assert_same_fit(GaussianMixture(3, **kw).fit(mine), spread, rtol=0)
 
 
 def test_predict_score_are_lazy_and_equal_in_memory(client, small, tmp_path):
@@ -186,7 +278,27 @@ def test_local_scheduler_without_a_client(small):
     assert_array_equal(labels, ref.predict(X))
 
 
-def test_worker_killed_mid_fit_gives_the_same_result(client, small, tmp_path):
+def test_large_parameters_are_scattered_once_per_pass(client, small, monkeypatch):
+    X, path = small
+    kw = dict(covariance_type="full", random_state=0, tol=0, max_iter=5)
+    expected = GaussianMixture(3, **kw).fit(da.from_zarr(path))
+    scattered = []
+    scatter = client.scatter
+
+    def counting_scatter(self, data, **kwargs):
+        scattered.append(kwargs.get("broadcast"))
+        return scatter(data, **kwargs)
+
+    monkeypatch.setattr(fdask, "SCATTER_PARAMS_BYTES", 0)
+    monkeypatch.setattr(type(client), "scatter", counting_scatter)
+    got = GaussianMixture(3, **kw).fit(da.from_zarr(path))
+    assert len(scattered) >= 5 and all(scattered)  # one broadcast per pass
+    _assert_same_fit(got, expected, rtol=0)
+
+
+def test_worker_killed_mid_fit_gives_the_same_result(client, small, tmp_path, monkeypatch):
+    """Rows re-read every pass: a killed read is redone and the result is bit-identical."""
+    monkeypatch.setattr(fdask, "PERSIST_MEMORY_FRACTION", 0.0)
     X, path = small
     counter = str(tmp_path / "calls")
     open(counter, "w").close()
@@ -209,6 +321,32 @@ def test_worker_killed_mid_fit_gives_the_same_result(client, small, tmp_path):
     calm = GaussianMixture(3, **kw).fit(da.from_zarr(path))
     _assert_same_fit(disturbed, calm, rtol=0)  # fixed merge tree: bit-identical
     _assert_same_fit(disturbed, GaussianMixture(3, **kw).fit(X))
+
+
+def test_worker_killed_with_the_rows_in_its_memory(client, small, monkeypatch):
+    """Its chunks are read again on another worker, the pass is redone there; same result bit for bit."""
+    X, path = small
+    kw = dict(covariance_type="full", random_state=0, tol=0, max_iter=8)
+    calm = GaussianMixture(3, **kw).fit(da.from_zarr(path))
+    client.wait_for_workers(2, timeout=60)
+    pids = client.run(os.getpid)
+    victim = sorted(pids)[0]
+    original = fdask.DaskExecutor.accumulate
+    calls = []
+
+    def accumulate(self, params):
+        calls.append(1)
+        if len(calls) == 3:
+            assert self.row_futures is not None  # the rows are held in worker memory
+            os.kill(pids[victim], signal.SIGKILL)
+        return original(self, params)
+
+    monkeypatch.setattr(fdask.DaskExecutor, "accumulate", accumulate)
+    disturbed = GaussianMixture(3, **kw).fit(da.from_zarr(path))
+    monkeypatch.undo()
+    client.wait_for_workers(2, timeout=60)
+    assert victim not in client.scheduler_info()["workers"]
+    _assert_same_fit(disturbed, calm, rtol=0)
 
 
 def _hide_fastem():
