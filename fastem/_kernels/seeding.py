@@ -127,9 +127,14 @@ def _responsibility_moment_blocks(
     n_components = shift.shape[0]
     has_weights = sample_weight.shape[0] > 0
     xc = np.empty(n_features)
+    # full/tied: whole D x D products into a block-local square (unit stride, fixed length: the
+    # inner loop vectorises), then its upper triangle is copied out. Each entry still sums the
+    # same terms in row order, so the result is that of the triangular loop, bit for bit.
+    square = np.zeros((part_S2.shape[1] if cov_code <= 1 else 0, n_features, n_features))
     for blk in range(blk_start, blk_stop):
         start = blk * BLOCK_ROWS
         stop = min(start + BLOCK_ROWS, n_samples)
+        square[:] = 0.0
         for i in range(start, stop):
             w = sample_weight[i] if has_weights else 1.0
             for k in range(n_components):
@@ -144,11 +149,15 @@ def _responsibility_moment_blocks(
                     ks = 0 if cov_code == 1 else k
                     for d in range(n_features):
                         v = wr * xc[d]
-                        for e in range(d, n_features):
-                            part_S2[blk, ks, d, e] += v * xc[e]
+                        for e in range(n_features):
+                            square[ks, d, e] += v * xc[e]
                 else:
                     for d in range(n_features):
                         part_S2[blk, k, 0, d] += wr * xc[d] * xc[d]
+        for ks in range(square.shape[0]):
+            for d in range(n_features):
+                for e in range(d, n_features):
+                    part_S2[blk, ks, d, e] = square[ks, d, e]
 
 
 def _responsibility_moments(X, sample_weight, resp, shift, cov_code, acc_R, acc_S1, acc_S2):
