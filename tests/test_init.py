@@ -118,3 +118,15 @@ def test_every_init_params_still_works(n):
     for init_params in ("kmeans", "k-means++", "random", "random_from_data"):
         gm = GaussianMixture(3, init_params=init_params, random_state=0, max_iter=5).fit(X)
         assert np.all(np.isfinite(gm.means_)) and gm.weights_.min() > 0
+
+
+def test_large_data_rows_are_assigned_once_and_centres_are_their_means():
+    # more rows than the seeding sample: one Lloyd pass over all rows assigns every row; the
+    # centres returned are the means of the rows assigned to them, and no cluster is empty
+    rng = np.random.default_rng(5)
+    n = 3 * SEEDING_SAMPLE_ROWS // 2
+    X = rng.normal(size=(n, 4)) + 3.0 * rng.integers(0, 4, size=(n, 1))
+    centers, labels = kmeans(X, None, 6, np.random.RandomState(0))
+    assert np.bincount(labels, minlength=6).min() > 0
+    means = np.stack([X[labels == k].mean(axis=0) for k in range(6)])
+    np.testing.assert_allclose(centers, means, rtol=0, atol=1e-10)
