@@ -73,7 +73,7 @@ from typing import Any
 
 import numpy as np
 
-from ._em import CollapsedComponents, EMRun, Iteration, PassCounter, _call
+from ._em import CollapsedComponents, EMRun, Iteration, PassCounter, _call, warn_collapsed
 from .families._linear import LinearParams
 from .families.base import DegenerateComponentWarning
 from .families.gaussian import GaussianParams, covariances_from_precisions_cholesky
@@ -400,14 +400,7 @@ def run_squarem(
             if not exc.partial:
                 raise
             lower_bounds.append(lower_bound)
-            warnings.warn(
-                f"EM stopped at iteration {n_iter} of initialization {init}: after the M-step, components "
-                f"{exc.components} have ill-defined parameters (for instance caused by singleton or "
-                "collapsed samples). The run keeps the parameters that iteration's E-step scored, as not "
-                "converged; increase reg_covar or decrease n_components to avoid this.",
-                DegenerateComponentWarning,
-                stacklevel=3,
-            )
+            warn_collapsed(n_iter, init, exc.components)
             return SquaremRun(p, n_iter, False, lower_bound, lower_bounds, collapsed=exc.components,
                               n_passes=counter.count, n_rejected=n_rejected)  # fmt: skip
         lower_bounds.append(lower_bound)

@@ -192,6 +192,18 @@ class VerboseLines(Callback):
             print(f"Initialization {state}. lower bound {run.lower_bound:.5f}.")
 
 
+def warn_collapsed(n_iter: int, init: int, components) -> None:
+    """The warning of a run stopped because the M-step left ``components`` ill-defined."""
+    warnings.warn(
+        f"EM stopped at iteration {n_iter} of initialization {init}: after the M-step, components "
+        f"{components} have ill-defined parameters (for instance caused by singleton or "
+        "collapsed samples). The run keeps the parameters that iteration's E-step scored, as not "
+        "converged; increase reg_covar or decrease n_components to avoid this.",
+        DegenerateComponentWarning,
+        stacklevel=4,
+    )
+
+
 def run_em(
     accumulate: Callable,
     m_step: Callable,
@@ -232,14 +244,7 @@ def run_em(
                 raise
             # diverged: keep the parameters this E-step scored (lower_bound is their log-likelihood)
             lower_bounds.append(lower_bound)
-            warnings.warn(
-                f"EM stopped at iteration {n_iter} of initialization {init}: after the M-step, components "
-                f"{exc.components} have ill-defined parameters (for instance caused by singleton or "
-                "collapsed samples). The run keeps the parameters that iteration's E-step scored, as not "
-                "converged; increase reg_covar or decrease n_components to avoid this.",
-                DegenerateComponentWarning,
-                stacklevel=3,
-            )
+            warn_collapsed(n_iter, init, exc.components)
             return EMRun(params, n_iter, False, lower_bound, lower_bounds, collapsed=exc.components)
         params = new_params
         lower_bounds.append(lower_bound)

@@ -17,6 +17,7 @@ import os
 import threading
 
 import numba
+import numpy as np
 
 from ._config import BLOCK_ROWS, jit
 
@@ -80,3 +81,22 @@ def add_partials(parts, acc) -> None:
         raise ValueError("add_partials needs a C-contiguous accumulator")
     if parts.shape[0]:
         _add_rows(parts.reshape(parts.shape[0], -1), acc.reshape(-1))
+
+
+def merge_block_scalars(part_sums, part_worst, part_worst_row, X, row_offset, acc_scalars, acc_worst_index,
+                        acc_worst_x) -> None:  # fmt: skip
+    """Fold a pass's per-block scalars into the statistics' accumulators, in block order.
+
+    ``part_sums[blk]`` is (log-likelihood, weight) and ``part_worst[blk]`` the
+    block's lowest log-likelihood at row ``part_worst_row[blk]`` of ``X``.
+    ``acc_scalars`` is [sum w * loglik, sum w, worst, rows]; the worst row keeps the
+    first block with the lowest value, as a sequential scan would.
+    """
+    add_partials(part_sums, acc_scalars[:2])
+    acc_scalars[3] += X.shape[0]  # a whole number: exact in any order
+    if part_worst.shape[0]:
+        blk = int(np.argmin(part_worst))
+        if part_worst[blk] < acc_scalars[2]:
+            acc_scalars[2] = part_worst[blk]
+            acc_worst_index[0] = row_offset + part_worst_row[blk]
+            acc_worst_x[:] = X[part_worst_row[blk]]

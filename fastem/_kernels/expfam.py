@@ -362,6 +362,36 @@ def _tile_outputs(a, nt, t0, n_components, w, s, lp, lbl, stats, out_logprob, ou
     return ll_sum, w_sum, worst, worst_row
 
 
+@jit(inline="always")
+def _pack_responsibilities(a, nt, n_components, w, s, ws, active, part_R, blk):
+    """Weighted responsibilities r_kb w_b = a_kb (w_b / sum_k a_kb), packed into the first rows of ``a``.
+
+    Only components with a nonzero sum over the tile are kept (their indices in
+    ``active``, their sums added to ``part_R[blk]``); the count is padded to a
+    multiple of 4 with zero rows that point at the scratch row ``n_components``.
+    Returns the packed count.
+    """
+    for b in range(nt):
+        ws[b] = w[b] * s[b]
+    n_active = 0
+    for k in range(n_components):
+        r_sum = 0.0
+        for b in range(nt):
+            v = a[k, b] * ws[b]
+            a[n_active, b] = v
+            r_sum += v
+        if r_sum != 0.0:
+            part_R[blk, k] += r_sum
+            active[n_active] = k
+            n_active += 1
+    while n_active % 4 != 0:  # zero rows, summed into the scratch row
+        for b in range(nt):
+            a[n_active, b] = 0.0
+        active[n_active] = n_components
+        n_active += 1
+    return n_active
+
+
 @jit()
 def _dense_block(
     X,
@@ -438,26 +468,7 @@ def _dense_block(
 
         if not accumulate:
             continue
-        # responsibilities times sample weights, r_kb w_b = a_kb (w_b / sum_k a_kb), packed
-        # into the first rows of ``a`` for the components with a nonzero sum over the tile
-        for b in range(nt):
-            ws[b] = w[b] * s[b]
-        n_active = 0
-        for k in range(n_components):
-            r_sum = 0.0
-            for b in range(nt):
-                v = a[k, b] * ws[b]
-                a[n_active, b] = v
-                r_sum += v
-            if r_sum != 0.0:
-                part_R[blk, k] += r_sum
-                active[n_active] = k
-                n_active += 1
-        while n_active % 4 != 0:  # zero rows, summed into the scratch row
-            for b in range(nt):
-                a[n_active, b] = 0.0
-            active[n_active] = n_components
-            n_active += 1
+        n_active = _pack_responsibilities(a, nt, n_components, w, s, ws, active, part_R, blk)
         xc = _float64_tile(xt, nt, xc_buf)
         _moments_tile(a, active, n_active, xc, nt, part_S1, blk)
     part_stats[blk, 0] = stats[0]
@@ -1057,24 +1068,7 @@ def _dense_block_missing(
 
         if not accumulate:
             continue
-        for b in range(nt):
-            ws[b] = w[b] * s[b]
-        n_active = 0
-        for k in range(n_components):
-            r_sum = 0.0
-            for b in range(nt):
-                v = a[k, b] * ws[b]
-                a[n_active, b] = v
-                r_sum += v
-            if r_sum != 0.0:
-                part_R[blk, k] += r_sum
-                active[n_active] = k
-                n_active += 1
-        while n_active % 4 != 0:
-            for b in range(nt):
-                a[n_active, b] = 0.0
-            active[n_active] = n_components
-            n_active += 1
+        n_active = _pack_responsibilities(a, nt, n_components, w, s, ws, active, part_R, blk)
         xc = _float64_tile(xt, nt, xc_buf)
         _moments_tile(a, active, n_active, xc, nt, part_S1, blk)
         if not has_missing:

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._blocks import add_partials, n_blocks_of, run_blocks
+from ._blocks import add_partials, merge_block_scalars, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._vector_width import prefer_wide_vectors
 from .gaussian import _aligned, _finish_tile, _load_tile
@@ -207,14 +207,8 @@ def _student_t_pass(
         out_label, out_resp,
     )  # fmt: skip
     # serial merge in block order: independent of the thread count
-    add_partials(part_sums, acc_scalars[:2])
-    acc_scalars[3] += n_samples  # a whole number: exact in any order
-    if n_blocks:
-        blk = int(np.argmin(part_worst))  # the first block with the lowest value, as a sequential scan
-        if part_worst[blk] < acc_scalars[2]:
-            acc_scalars[2] = part_worst[blk]
-            acc_worst_index[0] = row_offset + part_worst_row[blk]
-            acc_worst_x[:] = X[part_worst_row[blk]]
+    merge_block_scalars(part_sums, part_worst, part_worst_row, X, row_offset, acc_scalars, acc_worst_index,
+                        acc_worst_x)  # fmt: skip
     if accumulate:
         add_partials(part_R, acc_R)
         add_partials(part_U, acc_U)
