@@ -183,6 +183,12 @@ def compile_one(family: str, covariance_type: str | None, dtype: str) -> Compile
             model = _estimator(family, covariance_type).fit(X)
             model.predict_proba(X)
             model.score_samples(X)
+            if family == "multinomial":  # scipy.sparse CSR rows have a kernel of their own
+                from scipy import sparse
+
+                sparse_rows = sparse.csr_matrix(X)
+                model = _estimator(family, covariance_type).fit(sparse_rows)
+                model.score_samples(sparse_rows)
             if family in MISSING_FAMILIES:  # missing="marginalize" has kernels of its own
                 holes = X.copy()
                 holes[::7, 0] = np.nan
