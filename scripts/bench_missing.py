@@ -5,6 +5,7 @@ Usage::
     python scripts/bench_missing.py                       # N=1e6, D=16, K=16, full, 2 threads
     python scripts/bench_missing.py --n 200000 --cov diag --repeats 5
     python scripts/bench_missing.py --memory              # also peak RSS per variant (child processes)
+    python scripts/bench_missing.py --baseline /tmp/old_gaussian_missing.py   # before/after, one process
 
 Variants on the same overlapping data and the same parameters (an iteration is
 one E-step + statistics pass through ``GaussianFamily.accumulate`` and the
@@ -17,7 +18,10 @@ M-step, as the driver runs it):
   10.4% of the entries).
 
 Timings are interleaved (complete, mcar10, patterns3, complete, ...) and the
-medians quoted with their ratio to complete; the machine load (``os.getloadavg``)
+medians quoted with their ratio to complete; ``--baseline FILE`` (a copy of
+``fastem/_kernels/gaussian_missing.py`` from another revision) adds its
+mcar10 and patterns3 rows, interleaved with the others, for a before/after
+comparison in one process; the machine load (``os.getloadavg``)
 is printed, since the hosts are shared. Memory: ``tracemalloc`` peak of the
 Python/NumPy allocations during one iteration (the numba kernels' per-block
 partial statistics are not seen by it) and, with ``--memory``, the peak RSS of
@@ -28,11 +32,14 @@ beside its RSS before them and the size of the data.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 
@@ -81,6 +88,20 @@ def params_for(start, k: int, cov: str):
     return GaussianParams.from_covariances(cov, np.full(k, 1.0 / k), means, covariances)
 
 
+def load_baseline(path: str):
+    """``_gaussian_missing_pass`` of another copy of the kernel module (relative imports made absolute)."""
+    with open(path) as f:
+        source = re.sub(r"^from \.(\w+) import", r"from fastem._kernels.\1 import", f.read(), flags=re.M)
+    folder = tempfile.mkdtemp(prefix="fastem_baseline_")  # a real file: numba caches by file
+    with open(os.path.join(folder, "baseline_gaussian_missing.py"), "w") as f:
+        f.write(source)
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module("baseline_gaussian_missing")._gaussian_missing_pass
+    finally:
+        sys.path.remove(folder)
+
+
 def one_iteration(family, X, params):
     stats = family.zero_stats(params)
     family.accumulate(X, None, params, stats)
@@ -126,6 +147,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--memory", action="store_true", help="peak RSS per variant in child processes")
+    ap.add_argument("--baseline", help="another copy of gaussian_missing.py to time beside this one")
     ap.add_argument("--child", dest="variant", help=argparse.SUPPRESS)
     args = ap.parse_args()
     import numba
@@ -134,26 +156,42 @@ def main() -> None:
     if args.variant:
         child(args)
         return
+    import fastem.families.gaussian as gaussian_family
     from fastem.families.gaussian import GaussianFamily
 
     family = GaussianFamily(args.cov, 1e-6, missing="marginalize")
     data = {v: make_data(args.n, args.d, args.k, v) for v in VARIANTS}
     params = params_for(data["complete"][1], args.k, args.cov)  # the same start for every variant
-    for v in VARIANTS:  # compile and warm up
-        one_iteration(family, data[v][0], params)
-    times = {v: [] for v in VARIANTS}
+    current = gaussian_family._gaussian_missing_pass
+    kernels = {v: current for v in VARIANTS}
+    if args.baseline:
+        baseline = load_baseline(args.baseline)
+        for v in VARIANTS[1:]:
+            kernels[f"{v} (baseline)"] = baseline
+    runs = {v: v.split()[0] for v in kernels}  # row label -> data variant
+
+    def run(label):
+        gaussian_family._gaussian_missing_pass = kernels[label]
+        try:
+            return one_iteration(family, data[runs[label]][0], params)
+        finally:
+            gaussian_family._gaussian_missing_pass = current
+
+    for label in runs:  # compile and warm up
+        run(label)
+    times = {label: [] for label in runs}
     load = [os.getloadavg()[0]]
     for _ in range(args.repeats):
-        for v in VARIANTS:
+        for label in runs:
             tic = time.perf_counter()
-            one_iteration(family, data[v][0], params)
-            times[v].append(time.perf_counter() - tic)
+            run(label)
+            times[label].append(time.perf_counter() - tic)
         load.append(os.getloadavg()[0])
     traced = {}
-    for v in VARIANTS:
+    for label in runs:
         tracemalloc.start()
-        one_iteration(family, data[v][0], params)
-        traced[v] = tracemalloc.get_traced_memory()[1] / 2**20
+        run(label)
+        traced[label] = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
     rss = {}
     if args.memory:
@@ -172,12 +210,13 @@ def main() -> None:
         header += " peak RSS MB during iterations (before; data) |"
     print(header)
     print("|" + "---|" * (header.count("|") - 1))
-    for v in VARIANTS:
-        med = np.median(times[v])
-        line = (f"| {v} | {100 * incomplete[v]:.0f}% | {med:.3f} | {min(times[v]):.3f} | {med / base:.2f}x "
-                f"| {traced[v]:.1f} |")  # fmt: skip
+    for label, v in runs.items():
+        med = np.median(times[label])
+        line = (f"| {label} | {100 * incomplete[v]:.0f}% | {med:.3f} | {min(times[label]):.3f} | "
+                f"{med / base:.2f}x | {traced[label]:.1f} |")  # fmt: skip
         if rss:
-            line += f" {rss[v]['peak_rss_mb']:.0f} ({rss[v]['before_mb']:.0f}; {rss[v]['data_mb']:.0f}) |"
+            line += (f" {rss[v]['peak_rss_mb']:.0f} ({rss[v]['before_mb']:.0f}; {rss[v]['data_mb']:.0f}) |"
+                     if label == v else " |")  # fmt: skip
         print(line)
 
 

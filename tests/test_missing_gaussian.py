@@ -3,7 +3,8 @@
 
 Small problems on purpose (compile time dominates): D = 5 exercises the
 four-wide loops of the quadratic form and the outer products and their tails;
-one test spans several blocks; one has D > 62 (hashed pattern keys).
+one test spans several blocks; two have D > 62 (hashed pattern keys); one mixes
+the kernel's two tile layouts (frequent patterns alone, the rest row by row) in a block.
 """
 
 from __future__ import annotations
@@ -142,6 +143,93 @@ def test_many_features_hashed_patterns():
         assert_close(fitted.means, means, what=f"{kind} means")
         assert_close(fitted.covariances, cov, what=f"{kind} covariances")
         assert_close(bounds, ref_bounds, what=f"{kind} lower bounds")
+
+
+@pytest.mark.parametrize("kind", ["full", "tied"])
+def test_frequent_and_rare_patterns_in_one_block(kind):
+    """Both tile layouts of the kernel in one block, shuffled together, with the per-row outputs in row order.
+
+    Patterns with at least ``_LONG_RUN`` rows in a block get tiles of their own (rows in the SIMD lanes:
+    here 300 rows, three tiles, the last one partial, and exactly ``_LONG_RUN`` rows); the others
+    (``_LONG_RUN - 1`` rows, MCAR rows of many patterns, complete rows) share tiles in row order
+    (components in the lanes).
+    """
+    from fastem._kernels.gaussian_missing import _LONG_RUN
+
+    n, d = BLOCK_ROWS + 700, 6
+    X, _ = make_data(n, n_features=d, n_components=3, seed=31, offset=50.0)
+    rng = np.random.RandomState(4)
+    Xm = rm.mcar(X, 0.2, rng)
+    sizes = {(0,): 300, (1, 4): _LONG_RUN, (2, 3, 5): _LONG_RUN - 1}
+    rows = rng.permutation(BLOCK_ROWS)  # all in the first block
+    at = 0
+    for cols, size in sizes.items():
+        chosen = rows[at : at + size]
+        Xm[chosen] = X[chosen]
+        Xm[np.ix_(chosen, cols)] = np.nan
+        at += size
+    Xm[rows[at : at + 400]] = X[rows[at : at + 400]]  # complete rows between them
+    init, params = start(X, kind, rows=(3, 9, 27))
+    sw = rng.uniform(0.5, 1.5, n)
+    sw[rows[:5]] = 0.0  # weightless rows of the long pattern: never the worst row
+    family = GaussianFamily(kind, 1e-6, missing="marginalize")
+    stats = family.zero_stats(params)
+    logprob, label, resp = np.empty(n), np.empty(n, dtype=np.int64), np.empty((n, 3))
+    family.accumulate(Xm, sw, params, stats, 0, logprob, label, resp)
+    log_prob, ref_resp, xhat, cond_cov = rm.e_step_missing(
+        Xm, init["weights"], init["means"], init["covariances"], kind
+    )
+    assert_close(logprob, log_prob, what="log-likelihoods")
+    assert_close(resp, ref_resp, what="responsibilities")
+    top = np.sort(ref_resp, axis=1)
+    clear = top[:, -1] - top[:, -2] > 1e-9
+    np.testing.assert_array_equal(label[clear], ref_resp.argmax(axis=1)[clear])
+    weights, means, cov = rm.m_step_missing(ref_resp, xhat, cond_cov, 1e-6, kind, sw)
+    fitted = family.m_step(stats)[0].filled()
+    assert_close(fitted.weights, weights, what="weights")
+    assert_close(fitted.means, means, what="means")
+    assert_close(fitted.covariances, cov, what="covariances")
+    worst = int(stats.worst_index[0])
+    assert worst == int(np.argmin(np.where(sw > 0, log_prob, np.inf)))
+
+
+@pytest.mark.parametrize("kind", ["full", "tied"])
+def test_many_components_row_by_row(kind):
+    """K = 9: the row-by-row conditional means run with the components in the SIMD lanes (a full vector of
+    eight and a remainder); below eight components they are summed per component (the other tests)."""
+    X, _ = make_data(240, n_features=5, n_components=9, seed=17)
+    Xm = with_holes(X, 0.3)
+    init, params = start(X, kind, rows=tuple(range(0, 240, 27)))
+    fitted, bounds = family_em(Xm, None, params, 3, kind)
+    (weights, means, cov), ref_bounds = rm.em_missing(
+        Xm, init["weights"], init["means"], init["covariances"], kind, 3, 1e-6
+    )
+    assert_close(fitted.weights, weights, what="weights")
+    assert_close(fitted.means, means, what="means")
+    assert_close(fitted.covariances, cov, what="covariances")
+    assert_close(bounds, ref_bounds, what="lower bounds")
+
+
+def test_many_features_frequent_pattern_hashed():
+    """D = 70: one pattern of 40 missing coordinates (some beyond bit 62) on enough rows for tiles of its own,
+    the other rows MCAR (hashed keys, mostly distinct patterns)."""
+    n, d = 160, 70
+    X, _ = make_data(n, n_features=d, n_components=2, seed=8)
+    rng = np.random.RandomState(2)
+    Xm = rm.mcar(X, 0.3, rng)
+    frequent = np.sort(rng.choice(d, size=40, replace=False))
+    frequent[-1] = d - 1
+    rows = rng.choice(n, size=70, replace=False)
+    Xm[rows] = X[rows]
+    Xm[np.ix_(rows, frequent)] = np.nan
+    init, params = start(X, "full", rows=(0, 1))
+    fitted, bounds = family_em(Xm, None, params, 2, "full")
+    (weights, means, cov), ref_bounds = rm.em_missing(
+        Xm, init["weights"], init["means"], init["covariances"], "full", 2, 1e-6
+    )
+    assert_close(fitted.means, means, what="means")
+    assert_close(fitted.covariances, cov, what="covariances")
+    assert_close(bounds, ref_bounds, what="lower bounds")
 
 
 @pytest.mark.parametrize("kind", COV_TYPES)

@@ -12,15 +12,29 @@ and a component with mean mu, precision Lambda = Sigma^-1 = U U^T:
   squares: no cancellation).
 
 So the per-row work beyond the complete-data pass is m D + m^2 per component
-(m = number of missing coordinates), never a factorisation of Sigma_OO. Inside
-each block of ``BLOCK_ROWS`` rows the rows are grouped (a stable counting sort)
-by missingness pattern, numbered in order of first appearance; the Cholesky
-factor L of Lambda_MM, its log-determinant and Lambda_MM^-1 (the conditional
-covariance) are computed once per pattern and component, and delta is computed
-for runs of rows of one pattern with the rows in the SIMD lanes (row by row for
-runs shorter than ``_SHORT_RUN``, as under MCAR). The quadratic form and the
-moments then run over full tiles of (grouped) rows as for complete data, on the
-filled rows e. Rows without a missing entry need none of this.
+(m = number of missing coordinates), never a factorisation of Sigma_OO.
+
+Layout (full/tied). Each block of ``BLOCK_ROWS`` rows numbers its missingness
+patterns in order of first appearance (an open-addressing table of per-row keys)
+and, per pattern, factors Lambda_MM = L L^T for all K components at once, with
+the components in the SIMD lanes (Lambda is passed as (D, D, K); tied factors
+once and copies): the packed lower triangle of L (reciprocal diagonal),
+log det L and, for the M-step, Lambda_MM^-1. The block's rows then run in tiles
+of ``TILE_ROWS`` rows, two kinds:
+
+* a pattern with at least ``_LONG_RUN`` rows in the block (few patterns, as in
+  survey data with skipped sections) gets tiles of its own, with the rows in the
+  SIMD lanes: per component, g = Lambda_MO e_O and the two triangular solves
+  are vector loops over the tile, as cheap per row as the quadratic form's;
+* the other rows (complete, or of patterns too rare to fill a tile, as under
+  MCAR) follow in row order, in tiles of mixed patterns: for each incomplete
+  row, delta for every component at once is a small mat-vec and two triangular
+  solves with the components in the lanes, so its cost does not depend on how
+  many rows share the pattern.
+
+Per component, the centred tile gets the conditional means written into its
+missing entries, and the quadratic form and the moments run over the full tile
+with the complete-data helpers of :mod:`fastem._kernels.gaussian_tiles`.
 
 Expected statistics around the shift m_k (the current means, so e is x - m_k
 with the conditional mean filled in):
@@ -32,10 +46,18 @@ pattern's rows times Lambda_MM^-1), once per block. diag/spherical: every
 coordinate is independent, a missing coordinate drops out of the density, its
 conditional mean is mu_kd (e_d = 0) and its conditional variance sigma^2_kd.
 
-Determinism: each block writes its own partials (rows in pattern order within
-the block, which depends only on the block's rows), added into the caller's
-accumulators in block order afterwards: results do not depend on the thread
-count. All arithmetic is float64 (float32 data are read into float64 tiles).
+Determinism: each block writes its own partials (rows in tile order, which
+depends only on the block's rows; so does the arithmetic of each row),
+added into the caller's accumulators in block order afterwards: results do not
+depend on the thread count. All arithmetic is float64 (float32 data are read
+into float64 tiles).
+
+Memory: per block (and thread), the pattern factors take m (m + 1) / 2 K
+float64 per distinct pattern of the block for L, as many for Lambda_MM^-1: about
+1.5 MB at D = 16, K = 16 under 10% MCAR; at worst (every row of the block its
+own pattern with many missing entries) BLOCK_ROWS D^2 K / 2 of each, so large D
+and K with many patterns of many holes need a lot of memory (as the per-pattern
+grouping needed before, then at twice this).
 """
 
 from __future__ import annotations
@@ -49,29 +71,88 @@ from .gaussian import _aligned, _exp_shifted_row
 from .gaussian_tiles import _outer_upper_tile, _quadratic_form_tile
 
 _HALF_LOG_2PI = 0.9189385332046727
-#: runs of fewer rows of one pattern in a tile get their conditional means row by row
-_SHORT_RUN = 8
-#: rows are sorted by a pattern key: the exact bitmask of the missing coordinates up to this many
-#: features, a hash beyond (groups are then formed by exact comparison, so a collision only splits a group)
+#: rows are keyed by the exact bitmask of their missing coordinates up to this many features, by a hash
+#: beyond (patterns are then told apart by exact comparison, so a collision costs a probe, not a result)
 _EXACT_KEY_FEATURES = 62
+#: a pattern with at least this many rows in a block gets tiles of its own, with the rows in the SIMD lanes
+_LONG_RUN = 32
+
+
+@jit(inline="always")
+def _fill_tile_rows(xe, nt, p, k, pat_m, pat_miss_off, pat_miss, pat_obs, pat_fac_off, fac_L, lam_k, g, fill):
+    """xe[M, :nt] <- delta for component k in a tile of rows of pattern ``p`` alone (rows in the lanes).
+
+    ``xe`` holds the rows centred at component k's mean; delta = -L^-T L^-1 Lambda_MO e_O, also kept in
+    fill[(k m + i) T + b] for the M-step.
+    """
+    n_features, tile_rows = xe.shape
+    n_lanes = lam_k.shape[2]
+    m = pat_m[p]
+    mo = pat_miss_off[p]
+    oo = p * n_features - mo
+    fo = pat_fac_off[p] * n_lanes
+    n_obs = n_features - m
+    for i in range(m):
+        mi = pat_miss[mo + i]
+        j0 = pat_obs[oo]
+        c0 = lam_k[mi, j0, k]
+        for b in range(nt):
+            g[i, b] = c0 * xe[j0, b]
+        jo = 1
+        while jo + 2 <= n_obs:  # two observed coordinates per sweep over g
+            j0 = pat_obs[oo + jo]
+            j1 = pat_obs[oo + jo + 1]
+            c0 = lam_k[mi, j0, k]
+            c1 = lam_k[mi, j1, k]
+            for b in range(nt):
+                g[i, b] += c0 * xe[j0, b] + c1 * xe[j1, b]
+            jo += 2
+        if jo < n_obs:
+            j0 = pat_obs[oo + jo]
+            c0 = lam_k[mi, j0, k]
+            for b in range(nt):
+                g[i, b] += c0 * xe[j0, b]
+    for i in range(m):
+        ti = fo + ((i * (i + 1)) // 2) * n_lanes
+        for l in range(i):
+            c = fac_L[ti + l * n_lanes + k]
+            for b in range(nt):
+                g[i, b] -= c * g[l, b]
+        c = fac_L[ti + i * n_lanes + k]
+        for b in range(nt):
+            g[i, b] *= c
+    for i in range(m - 1, -1, -1):
+        for l in range(i + 1, m):
+            c = fac_L[fo + ((l * (l + 1)) // 2 + i) * n_lanes + k]
+            for b in range(nt):
+                g[i, b] -= c * g[l, b]
+        c = -fac_L[fo + ((i * (i + 1)) // 2 + i) * n_lanes + k]
+        mi = pat_miss[mo + i]
+        for b in range(nt):
+            v = g[i, b] * c
+            g[i, b] = -v
+            xe[mi, b] = v
+            fill[(k * m + i) * tile_rows + b] = v
 
 
 @jit()
 def _missing_block(
-    X, sample_weight, log_norm, means, prec, lam, cov_code, accumulate, want_logprob, want_label, want_resp,
-    drop, var, blk, part_R, part_S1, part_S2, part_ll, part_w, part_worst, part_worst_row,
+    X, sample_weight, log_norm, means, means_t, prec, lam_k, cov_code, accumulate, want_logprob, want_label,
+    want_resp, drop, var, blk, part_R, part_S1, part_S2, part_ll, part_w, part_worst, part_worst_row,
     out_logprob, out_label, out_resp,
 ):  # fmt: skip
     """One block of :func:`_gaussian_missing_pass`: its partials go to index ``blk`` of the ``part_*`` arrays.
 
     Called by :func:`_missing_blocks` for each block of a thread's range (its
-    scratch arrays are the block's own).
+    scratch arrays are the block's own). ``lam_k`` is (D, D, K): component k's
+    precision matrix (the tied one for every k) at [:, :, k]; ``means_t`` is
+    ``means`` transposed, (D, K).
     """
     n_samples, n_features = X.shape
     n_components = means.shape[0]
     has_weights = sample_weight.shape[0] > 0
     dense = cov_code <= 1
-    n_prec = 1 if cov_code == 1 else n_components  # distinct precision matrices
+    tied = cov_code == 1
     prefer_wide_vectors()  # 512-bit vectors in this function on AVX-512 hosts
     # block-local copies of the small shared arrays the inlined helpers take (and block-local sums):
     # no reference-count atomics or writes on cache lines that the threads share
@@ -85,43 +166,41 @@ def _missing_block(
     stop = min(start + BLOCK_ROWS, n_samples)
     n_rows = stop - start
     tile_rows = TILE_ROWS if dense else DIAG_TILE_ROWS
+    n_lanes = n_components if dense else 1  # the components, side by side in the per-row work
 
-    # ---- the block's rows in pattern order (full/tied), with per-pattern factors
-    order = np.arange(n_rows)
+    # ---- the block's missingness patterns (full/tied): ids in order of first appearance
+    row_pat = np.full(n_rows, -1, dtype=np.int64)  # -1: a complete row
+    n_patterns = 0
+    pat_row = np.empty(n_rows if dense else 0, dtype=np.int64)  # the first row (in the block) of each pattern
     n_missing_row = np.zeros(n_rows, dtype=np.int64)
-    keys = np.zeros(n_rows, dtype=np.int64)
-    exact_keys = n_features <= _EXACT_KEY_FEATURES
-    for i in range(n_rows):
-        key = np.int64(0)
-        n_missing = 0
-        for d in range(n_features):
-            if np.isnan(X[start + i, d]):
-                n_missing += 1
-                if exact_keys:
-                    key |= np.int64(1) << np.int64(d)
-                else:  # a hash: rows are grouped by exact comparison, a collision only splits a group
-                    key = key * np.int64(1000003) + np.int64(d + 1)
-        keys[i] = key
-        n_missing_row[i] = n_missing
-    pattern_of = np.zeros(n_rows, dtype=np.int64)  # the pattern id at each sorted position
-    n_patterns = 1
-    any_missing = False
-    for i in range(n_rows):
-        if n_missing_row[i] > 0:
-            any_missing = True
-            break
-    if dense and any_missing:
-        # pattern ids in order of first appearance (an open-addressing table of the keys, rows compared
-        # exactly when keys are hashes), then a stable counting sort of the rows by id: O(rows)
+    if dense:
+        keys = np.zeros(n_rows, dtype=np.int64)
+        exact_keys = n_features <= _EXACT_KEY_FEATURES
+        if exact_keys:  # column by column, branch-free over the rows: loops that vectorise
+            for d in range(n_features):
+                bit = np.int64(1) << np.int64(d)
+                for i in range(n_rows):
+                    hole = np.isnan(X[start + i, d])
+                    keys[i] |= bit if hole else np.int64(0)
+                    n_missing_row[i] += 1 if hole else 0
+        else:
+            for i in range(n_rows):
+                key = np.int64(0)
+                n_missing = 0
+                for d in range(n_features):
+                    if np.isnan(X[start + i, d]):
+                        n_missing += 1
+                        key = key * np.int64(1000003) + np.int64(d + 1)
+                keys[i] = key
+                n_missing_row[i] = n_missing
         n_slots_table = 16
         while n_slots_table < 2 * n_rows:
             n_slots_table *= 2
         mask = np.int64(n_slots_table - 1)
         table = np.full(n_slots_table, -1, dtype=np.int64)
-        pat_row = np.empty(n_rows, dtype=np.int64)  # the first row (in the block) of each pattern
-        row_pat = np.empty(n_rows, dtype=np.int64)
-        n_patterns = 0
         for i in range(n_rows):
+            if n_missing_row[i] == 0:
+                continue
             key = keys[i]
             h = ((key * np.int64(-7046029254386353131)) >> np.int64(40)) & mask
             while True:
@@ -144,250 +223,316 @@ def _missing_block(
                         break
                 h = (h + 1) & mask
             row_pat[i] = p
-        position = np.zeros(n_patterns + 1, dtype=np.int64)
-        for i in range(n_rows):
-            position[row_pat[i] + 1] += 1
-        for p in range(n_patterns):
-            position[p + 1] += position[p]
-        for i in range(n_rows):
-            p = row_pat[i]
-            order[position[p]] = i
-            pattern_of[position[p]] = p
-            position[p] += 1
-    pat_first = np.zeros(n_patterns, dtype=np.int64)  # a sorted position of the pattern
     pat_m = np.zeros(n_patterns, dtype=np.int64)
     pat_miss_off = np.zeros(n_patterns + 1, dtype=np.int64)
-    pat_fac_off = np.zeros(n_patterns + 1, dtype=np.int64)
-    if dense:
-        for s in range(n_rows - 1, -1, -1):
-            pat_first[pattern_of[s]] = s
+    pat_fac_off = np.zeros(n_patterns + 1, dtype=np.int64)  # in packed triangles, times n_lanes below
+    m_max = 0
+    for p in range(n_patterns):
+        m = n_missing_row[pat_row[p]]
+        pat_m[p] = m
+        m_max = max(m_max, m)
+        pat_miss_off[p + 1] = pat_miss_off[p] + m
+        pat_fac_off[p + 1] = pat_fac_off[p] + (m * (m + 1)) // 2
+    pat_miss = np.empty(pat_miss_off[n_patterns], dtype=np.int64)  # the missing coordinates, increasing
+    pat_obs = np.empty(n_patterns * n_features - pat_miss_off[n_patterns], dtype=np.int64)  # the observed
+    for p in range(n_patterns):
+        c = pat_miss_off[p]
+        o = p * n_features - pat_miss_off[p]
+        row = start + pat_row[p]
+        for d in range(n_features):
+            if np.isnan(X[row, d]):
+                pat_miss[c] = d
+                c += 1
+            else:
+                pat_obs[o] = d
+                o += 1
+
+    # ---- per pattern, for all components at once (lanes): L L^T = Lambda_MM (packed lower triangle,
+    # row i at i (i + 1) / 2, lanes innermost, 1 / L_ii on the diagonal), log det L, Lambda_MM^-1
+    fac_L = np.empty(pat_fac_off[n_patterns] * n_lanes)
+    fac_C = np.empty(pat_fac_off[n_patterns] * n_lanes if accumulate else 0)
+    log_det_L = np.empty(n_patterns * n_lanes)
+    pat_mass = np.zeros(n_patterns * n_lanes)  # sum of w r over the pattern's rows, per component
+    n_fac = 1 if tied else n_lanes  # tied: one factorisation per pattern, copied into every lane after
+    lane = np.empty(n_lanes)
+    prod = np.empty(n_lanes)
+    log_sum = np.empty(n_lanes)
+    inv_L = np.empty(m_max * m_max * n_lanes if accumulate else 0)  # L^-1, row-major, lanes innermost
+    for p in range(n_patterns):
+        m = pat_m[p]
+        mo = pat_miss_off[p]
+        fo = pat_fac_off[p] * n_lanes
+        for k in range(n_fac):
+            prod[k] = 1.0  # of the squared pivots: one log per factor, not per pivot
+            log_sum[k] = 0.0
+        for j in range(m):
+            mj = pat_miss[mo + j]
+            tj = fo + ((j * (j + 1)) // 2) * n_lanes
+            for k in range(n_fac):
+                lane[k] = lam_k[mj, mj, k]
+            for l in range(j):
+                for k in range(n_fac):
+                    v = fac_L[tj + l * n_lanes + k]
+                    lane[k] -= v * v
+            jj = tj + j * n_lanes
+            out_of_range = False
+            for k in range(n_fac):
+                floor = 2.2e-16 * abs(lam_k[mj, mj, k]) + 1e-300
+                t = lane[k] if lane[k] > floor else floor  # rounding made Lambda_MM singular: hold the pivot
+                prod[k] *= t
+                fac_L[jj + k] = 1.0 / np.sqrt(t)
+                out_of_range |= prod[k] < 1e-150 or prod[k] > 1e150
+            if out_of_range:
+                for k in range(n_fac):
+                    if prod[k] < 1e-150 or prod[k] > 1e150:
+                        log_sum[k] += np.log(prod[k])
+                        prod[k] = 1.0
+            for i in range(j + 1, m):
+                ti = fo + ((i * (i + 1)) // 2) * n_lanes
+                mi = pat_miss[mo + i]
+                for k in range(n_fac):
+                    lane[k] = lam_k[mi, mj, k]
+                for l in range(j):
+                    for k in range(n_fac):
+                        lane[k] -= fac_L[ti + l * n_lanes + k] * fac_L[tj + l * n_lanes + k]
+                for k in range(n_fac):
+                    fac_L[ti + j * n_lanes + k] = lane[k] * fac_L[jj + k]
+        for k in range(n_fac):
+            log_det_L[p * n_lanes + k] = 0.5 * (log_sum[k] + np.log(prod[k]))
+        if not accumulate:
+            continue
+        # W = L^-1 (lower), column by column; then Lambda_MM^-1 = W^T W (lower triangle, packed like L)
+        for c in range(m):
+            for i in range(c, m):
+                ti = fo + ((i * (i + 1)) // 2) * n_lanes
+                for k in range(n_fac):
+                    lane[k] = 1.0 if i == c else 0.0
+                for l in range(c, i):
+                    wl = (l * m + c) * n_lanes
+                    for k in range(n_fac):
+                        lane[k] -= fac_L[ti + l * n_lanes + k] * inv_L[wl + k]
+                wi = (i * m + c) * n_lanes
+                for k in range(n_fac):
+                    inv_L[wi + k] = lane[k] * fac_L[ti + i * n_lanes + k]
+        for i in range(m):
+            ti = fo + ((i * (i + 1)) // 2) * n_lanes
+            for j in range(i + 1):
+                for k in range(n_fac):
+                    lane[k] = 0.0
+                for l in range(i, m):
+                    wa = (l * m + i) * n_lanes
+                    wb = (l * m + j) * n_lanes
+                    for k in range(n_fac):
+                        lane[k] += inv_L[wa + k] * inv_L[wb + k]
+                for k in range(n_fac):
+                    fac_C[ti + j * n_lanes + k] = lane[k]
+
+    if tied:
         for p in range(n_patterns):
-            m = n_missing_row[order[pat_first[p]]]
-            pat_m[p] = m
-            pat_miss_off[p + 1] = pat_miss_off[p] + m
-            pat_fac_off[p + 1] = pat_fac_off[p] + m * m * n_prec
-    pat_miss = np.zeros(pat_miss_off[n_patterns], dtype=np.int64)
-    fac_L = np.zeros(pat_fac_off[n_patterns])
-    fac_C = np.zeros(pat_fac_off[n_patterns])
-    log_det_L = np.zeros((n_patterns, n_prec))
-    pat_mass = np.zeros((n_patterns, n_prec))
-    if dense:
-        work = np.zeros((n_features, n_features))
-        rdiag = np.zeros(n_features)
-        for p in range(n_patterns):
-            m = pat_m[p]
-            if m == 0:
-                continue
-            row = start + order[pat_first[p]]
-            c = pat_miss_off[p]
-            for d in range(n_features):
-                if np.isnan(X[row, d]):
-                    pat_miss[c] = d
-                    c += 1
-            mo = pat_miss_off[p]
-            for kk in range(n_prec):
-                # L L^T = Lambda_MM (row-major lower triangle at ``off``) and log det L
-                off = pat_fac_off[p] + kk * m * m
-                log_det = 0.0
-                prod = 1.0  # of the squared pivots: one log per factor, not per pivot
-                for j in range(m):
-                    mj = pat_miss[mo + j]
-                    t = lam[kk, mj, mj]
-                    for l in range(j):
-                        t -= fac_L[off + j * m + l] * fac_L[off + j * m + l]
-                    floor = 2.2e-16 * abs(lam[kk, mj, mj]) + 1e-300
-                    if not t > floor:  # rounding made Lambda_MM singular: hold the pivot (stays finite)
-                        t = floor
-                    prod *= t
-                    if prod < 1e-150 or prod > 1e150:
-                        log_det += np.log(prod)
-                        prod = 1.0
-                    dj = np.sqrt(t)
-                    fac_L[off + j * m + j] = dj
-                    rdiag[j] = 1.0 / dj
-                    for i in range(j + 1, m):
-                        t = lam[kk, pat_miss[mo + i], mj]
-                        for l in range(j):
-                            t -= fac_L[off + i * m + l] * fac_L[off + j * m + l]
-                        fac_L[off + i * m + j] = t * rdiag[j]
-                log_det_L[p, kk] = 0.5 * (log_det + np.log(prod))
-                if not accumulate:
-                    continue
-                # Lambda_MM^-1 = L^-T L^-1 (upper triangle: what the M-step adds), from W = L^-1
-                for c in range(m):
-                    for i in range(c, m):
-                        t = 1.0 if i == c else 0.0
-                        for l in range(c, i):
-                            t -= fac_L[off + i * m + l] * work[l, c]
-                        work[i, c] = t * rdiag[i]
-                for i in range(m):
-                    for j in range(i, m):
-                        t = 0.0
-                        for l in range(j, m):
-                            t += work[l, i] * work[l, j]
-                        fac_C[off + i * m + j] = t
+            for k in range(1, n_lanes):
+                log_det_L[p * n_lanes + k] = log_det_L[p * n_lanes]
+        for t in range(pat_fac_off[n_patterns]):
+            for k in range(1, n_lanes):
+                fac_L[t * n_lanes + k] = fac_L[t * n_lanes]
+                if accumulate:
+                    fac_C[t * n_lanes + k] = fac_C[t * n_lanes]
+
+    # ---- the tile plan: rows of a pattern that fills at least _LONG_RUN rows of the block first, in tiles of
+    # that pattern alone (rows in the SIMD lanes); the other rows (complete, or of rarer patterns) after them,
+    # in row order, in tiles of mixed patterns (components in the lanes, row by row)
+    pat_count = np.zeros(n_patterns, dtype=np.int64)
+    for i in range(n_rows):
+        if row_pat[i] >= 0:
+            pat_count[row_pat[i]] += 1
+    max_tiles = n_rows // _LONG_RUN + n_rows // tile_rows + 2
+    tile_first = np.empty(max_tiles, dtype=np.int64)
+    tile_len = np.empty(max_tiles, dtype=np.int64)
+    tile_pat = np.empty(max_tiles, dtype=np.int64)  # -1: mixed
+    position = np.zeros(n_patterns, dtype=np.int64)
+    n_tiles = 0
+    n_long_rows = 0
+    for p in range(n_patterns):
+        if pat_count[p] >= _LONG_RUN:
+            position[p] = n_long_rows
+            for s in range(n_long_rows, n_long_rows + pat_count[p], tile_rows):
+                tile_first[n_tiles] = s
+                tile_len[n_tiles] = min(tile_rows, n_long_rows + pat_count[p] - s)
+                tile_pat[n_tiles] = p
+                n_tiles += 1
+            n_long_rows += pat_count[p]
+    order = np.empty(n_rows, dtype=np.int64)  # rows (in the block) in tile order
+    rest = n_long_rows
+    for i in range(n_rows):
+        p = row_pat[i]
+        if p >= 0 and pat_count[p] >= _LONG_RUN:
+            order[position[p]] = i
+            position[p] += 1
+        else:
+            order[rest] = i
+            rest += 1
+    for s in range(n_long_rows, n_rows, tile_rows):
+        tile_first[n_tiles] = s
+        tile_len[n_tiles] = min(tile_rows, n_rows - s)
+        tile_pat[n_tiles] = -1
+        n_tiles += 1
 
     # ---- tile buffers
     xt = _aligned(n_features, tile_rows, np.float64)  # the rows, NaN read as 0
     xe = _aligned(n_features, tile_rows, np.float64)  # centred and filled, per component
     xw = _aligned(n_features, tile_rows, np.float64)
-    obs = _aligned(n_features, tile_rows, np.float64)  # diag/spherical: 1 observed, 0 missing
-    g = _aligned(n_features, tile_rows, np.float64)
+    obs = _aligned(n_features if not dense else 1, tile_rows, np.float64)  # diag/spherical: 1 observed
     a = _aligned(n_components, tile_rows, np.float64)
+    # log N(x_O) - log N(x) at e_M = delta, per component and row
+    adj = _aligned(n_components if dense else 1, tile_rows, np.float64)
     q = _aligned(1, tile_rows, np.float64)[0]
     y = _aligned(1, tile_rows, np.float64)[0]
     z = _aligned(1, tile_rows, np.float64)[0]
-    gv = np.zeros(n_features)
     w = _aligned(1, tile_rows, np.float64)[0]
     wr = _aligned(1, tile_rows, np.float64)[0]
     ws = _aligned(1, tile_rows, np.float64)[0]
     mx = _aligned(1, tile_rows, np.float64)[0]
     tot = _aligned(1, tile_rows, np.float64)[0]
     lse = _aligned(1, tile_rows, np.float64)[0]
-    adj = _aligned(1, tile_rows, np.float64)[0]
     pbuf = _aligned(1, tile_rows, np.float64)[0]
     ibuf = _aligned(1, tile_rows, np.int64)[0]
     fbuf = ibuf.view(np.float64)
     lbl = np.zeros(tile_rows, dtype=np.int64)
-    rows = np.zeros(tile_rows, dtype=np.int64)
-    run_start = np.zeros(tile_rows + 1, dtype=np.int64)
-    run_pat = np.zeros(tile_rows, dtype=np.int64)
-    m_max = 0  # the most missing entries of a row in the block
-    for p in range(n_patterns):
-        m_max = max(m_max, pat_m[p])
-    # conditional means per component: fill[k, i, b] for the i-th missing entry of row b of the tile
-    fill = np.empty(n_components * m_max * tile_rows)
+    # per incomplete row, components in the lanes: Lambda_MO e_O, then delta; per tile of one pattern, rows in
+    # the lanes: the same, per component
+    g_lanes = np.empty((max(m_max, 1), n_lanes))
+    g_rows = _aligned(max(m_max, 1), tile_rows, np.float64)
+    rows = np.empty(tile_rows, dtype=np.int64)
+    # the tile's missing entries (their flat index in a (D, tile_rows) buffer) and their conditional means,
+    # fill[k * (entries of the tile) + entry], compact so that the row-by-row writes stay in L1 (in a tile of
+    # one pattern: fill[(k * m + i) * tile_rows + b] for its i-th missing coordinate)
+    ent_cap = tile_rows * m_max
+    ent_at = np.empty(ent_cap, dtype=np.int64)
+    xe_flat = xe.reshape(n_features * tile_rows)
+    fill = np.empty(n_components * ent_cap if dense else 0)
+    inc_b = np.empty(tile_rows, dtype=np.int64)  # the tile's incomplete rows and their patterns
+    inc_p = np.empty(tile_rows, dtype=np.int64)
     ll_sum = 0.0
     w_sum = 0.0
     worst = np.inf
     worst_row = 0
 
-    for t0 in range(0, n_rows, tile_rows):
-        nt = min(tile_rows, n_rows - t0)
+    for tile in range(n_tiles):
+        nt = tile_len[tile]
+        t0 = tile_first[tile]
+        tile_p = tile_pat[tile]
         for b in range(nt):
             rows[b] = start + order[t0 + b]
-        for b in range(nt):
-            row = rows[b]
-            for d in range(n_features):
-                v = np.float64(X[row, d])
-                missing = np.isnan(v)
-                xt[d, b] = 0.0 if missing else v
-                if not dense:
-                    obs[d, b] = 0.0 if missing else 1.0
-            w[b] = sample_weight[row] if has_weights else 1.0
-        # runs of rows of one pattern
-        n_runs = 0
-        if dense:
+        for d in range(n_features):
             for b in range(nt):
-                p = pattern_of[t0 + b]
-                if b == 0 or p != run_pat[n_runs - 1]:
-                    run_start[n_runs] = b
-                    run_pat[n_runs] = p
-                    n_runs += 1
-            run_start[n_runs] = nt
+                v = np.float64(X[rows[b], d])
+                xt[d, b] = 0.0 if np.isnan(v) else v
+        if not dense:
+            for d in range(n_features):
+                for b in range(nt):
+                    obs[d, b] = 0.0 if np.isnan(X[rows[b], d]) else 1.0
+        for b in range(nt):
+            w[b] = sample_weight[rows[b]] if has_weights else 1.0
+        n_ent = 0
+        n_tile_ent = 0  # the stride of fill in a tile of mixed patterns
+        n_inc = 0
+        if tile_p >= 0:
+            m = pat_m[tile_p]
+            for k in range(n_components):
+                v = _HALF_LOG_2PI * m - log_det_L[tile_p * n_lanes + k]
+                for b in range(nt):
+                    adj[k, b] = v
+        elif dense:
+            for b in range(nt):
+                p = row_pat[order[t0 + b]]
+                if p >= 0:
+                    n_tile_ent += pat_m[p]
+            for k in range(n_components):
+                for b in range(nt):
+                    adj[k, b] = 0.0
+            # ---- conditional means of the missing entries, row by row, components in the lanes
+            for b in range(nt):
+                p = row_pat[order[t0 + b]]
+                if p < 0:
+                    continue
+                inc_b[n_inc] = b
+                inc_p[n_inc] = p
+                n_inc += 1
+                m = pat_m[p]
+                mo = pat_miss_off[p]
+                fo = pat_fac_off[p] * n_lanes
+                lo = p * n_lanes
+                # log N(x_O) - log N at full dimension: +m/2 log 2pi - log det L
+                for k in range(n_components):
+                    adj[k, b] = _HALF_LOG_2PI * m - log_det_L[lo + k]
+                # g = Lambda_MO e_O (the row read from X: contiguous), then delta = -L^-T L^-1 g
+                oo = p * n_features - mo
+                row = rows[b]
+                for i in range(m):
+                    mi = pat_miss[mo + i]
+                    if n_lanes < 8:  # fewer components than a vector holds: a sum per component, no lanes
+                        for k in range(n_lanes):
+                            t = 0.0
+                            for jo in range(n_features - m):
+                                j = pat_obs[oo + jo]
+                                t += lam_k[mi, j, k] * (np.float64(X[row, j]) - means_t[j, k])
+                            g_lanes[i, k] = t
+                        continue
+                    for k in range(n_lanes):
+                        g_lanes[i, k] = 0.0
+                    for jo in range(n_features - m):
+                        j = pat_obs[oo + jo]
+                        v = np.float64(X[row, j])
+                        for k in range(n_lanes):
+                            g_lanes[i, k] += lam_k[mi, j, k] * (v - means_t[j, k])
+                if m == 1:  # delta = -g / Lambda_MM
+                    for k in range(n_lanes):
+                        r = fac_L[fo + k]
+                        fill[k * n_tile_ent + n_ent] = -(g_lanes[0, k] * r) * r
+                    ent_at[n_ent] = pat_miss[mo] * tile_rows + b
+                    n_ent += 1
+                    continue
+                for i in range(m):
+                    ti = fo + ((i * (i + 1)) // 2) * n_lanes
+                    for l in range(i):
+                        for k in range(n_lanes):
+                            g_lanes[i, k] -= fac_L[ti + l * n_lanes + k] * g_lanes[l, k]
+                    for k in range(n_lanes):
+                        g_lanes[i, k] *= fac_L[ti + i * n_lanes + k]
+                for i in range(m - 1, -1, -1):
+                    for l in range(i + 1, m):
+                        tl = fo + ((l * (l + 1)) // 2) * n_lanes
+                        for k in range(n_lanes):
+                            g_lanes[i, k] -= fac_L[tl + i * n_lanes + k] * g_lanes[l, k]
+                    ti = fo + ((i * (i + 1)) // 2) * n_lanes
+                    for k in range(n_lanes):
+                        g_lanes[i, k] *= fac_L[ti + i * n_lanes + k]
+                for i in range(m):
+                    ent_at[n_ent + i] = pat_miss[mo + i] * tile_rows + b
+                    for k in range(n_components):
+                        fill[k * n_tile_ent + n_ent + i] = -g_lanes[i, k]
+                n_ent += m
 
         # ---- E-step
         for b in range(nt):
             mx[b] = -np.inf
             lbl[b] = 0
         for k in range(n_components):
-            kp = 0 if cov_code == 1 else k
+            kp = 0 if tied else k
             if dense:
                 for d in range(n_features):
                     m_kd = means[k, d]
                     for b in range(nt):
                         xe[d, b] = xt[d, b] - m_kd
-                for r in range(n_runs):  # e_M = 0 while Lambda_MO e_O is formed
-                    m = pat_m[run_pat[r]]
-                    mo = pat_miss_off[run_pat[r]]
-                    for i in range(m):
-                        mi = pat_miss[mo + i]
-                        for b in range(run_start[r], run_start[r + 1]):
-                            xe[mi, b] = 0.0
-                for r in range(n_runs):
-                    p = run_pat[r]
-                    m = pat_m[p]
-                    b0 = run_start[r]
-                    b1 = run_start[r + 1]
-                    # log N(x_O) - log N at full dimension: +m/2 log 2pi - log det L
-                    v = _HALF_LOG_2PI * m - log_det_L[p, kp]
-                    for b in range(b0, b1):
-                        adj[b] = v
-                    if m == 0:
-                        continue
-                    mo = pat_miss_off[p]
-                    off = pat_fac_off[p] + kp * m * m
-                    if (
-                        b1 - b0 < _SHORT_RUN
-                    ):  # row by row: vector loops over a few rows cost more than they save
-                        for b in range(b0, b1):
-                            for i in range(m):
-                                mi = pat_miss[mo + i]
-                                t = 0.0
-                                for j in range(n_features):
-                                    t += lam[kp, mi, j] * xe[j, b]
-                                gv[i] = t
-                            for i in range(m):
-                                t = gv[i]
-                                for l in range(i):
-                                    t -= fac_L[off + i * m + l] * gv[l]
-                                gv[i] = t / fac_L[off + i * m + i]
-                            for i in range(m - 1, -1, -1):
-                                t = gv[i]
-                                for l in range(i + 1, m):
-                                    t -= fac_L[off + l * m + i] * gv[l]
-                                gv[i] = t / fac_L[off + i * m + i]
-                            for i in range(m):
-                                xe[pat_miss[mo + i], b] = -gv[i]
-                                fill[(k * m_max + i) * tile_rows + b] = -gv[i]
-                        continue
-                    # g = Lambda_MO e_O (e_M is zero here), then delta = -L^-T L^-1 g
-                    for i in range(m):
-                        mi = pat_miss[mo + i]
-                        for b in range(b0, b1):
-                            g[i, b] = 0.0
-                        j = 0
-                        while j + 4 <= n_features:  # four columns per sweep over g
-                            c0 = lam[kp, mi, j]
-                            c1 = lam[kp, mi, j + 1]
-                            c2 = lam[kp, mi, j + 2]
-                            c3 = lam[kp, mi, j + 3]
-                            for b in range(b0, b1):
-                                g[i, b] += (c0 * xe[j, b] + c1 * xe[j + 1, b]) + (
-                                    c2 * xe[j + 2, b] + c3 * xe[j + 3, b]
-                                )
-                            j += 4
-                        while j < n_features:
-                            c0 = lam[kp, mi, j]
-                            for b in range(b0, b1):
-                                g[i, b] += c0 * xe[j, b]
-                            j += 1
-                    for i in range(m):
-                        for l in range(i):
-                            c = fac_L[off + i * m + l]
-                            for b in range(b0, b1):
-                                g[i, b] -= c * g[l, b]
-                        c = 1.0 / fac_L[off + i * m + i]
-                        for b in range(b0, b1):
-                            g[i, b] *= c
-                    for i in range(m - 1, -1, -1):
-                        for l in range(i + 1, m):
-                            c = fac_L[off + l * m + i]
-                            for b in range(b0, b1):
-                                g[i, b] -= c * g[l, b]
-                        c = 1.0 / fac_L[off + i * m + i]
-                        for b in range(b0, b1):
-                            g[i, b] *= c
-                    for i in range(m):
-                        mi = pat_miss[mo + i]
-                        for b in range(b0, b1):
-                            v = -g[i, b]
-                            xe[mi, b] = v
-                            fill[(k * m_max + i) * tile_rows + b] = v
+                if tile_p >= 0:
+                    _fill_tile_rows(xe, nt, tile_p, k, pat_m, pat_miss_off, pat_miss, pat_obs, pat_fac_off,
+                                    fac_L, lam_k, g_rows, fill)  # fmt: skip
+                else:
+                    for e in range(n_ent):
+                        xe_flat[ent_at[e]] = fill[k * n_tile_ent + e]
                 _quadratic_form_tile(xe, nt, prec, kp, q, y, z)
                 c = log_norm[k]
                 for b in range(nt):
-                    a[k, b] = c + adj[b] - 0.5 * q[b]
+                    a[k, b] = c + adj[k, b] - 0.5 * q[b]
             else:
                 for b in range(nt):
                     q[b] = 0.0
@@ -473,27 +618,21 @@ def _missing_block(
                     loc_S1[k, d] += s1
                     loc_S2[0, k, 0, d] += s2 + s3 * var[k, d]
                 continue
-            kp = 0 if cov_code == 1 else k
-            for d in range(n_features):  # missing entries are overwritten with their conditional means below
+            for d in range(n_features):
                 m_kd = means[k, d]
                 for b in range(nt):
                     xe[d, b] = xt[d, b] - m_kd
-            for r in range(n_runs):
-                p = run_pat[r]
-                m = pat_m[p]
-                if m == 0:
-                    continue
-                b0 = run_start[r]
-                b1 = run_start[r + 1]
-                mo = pat_miss_off[p]
-                mass = 0.0
-                for b in range(b0, b1):
-                    mass += wr[b]
-                pat_mass[p, kp] += mass
+            if tile_p >= 0:
+                m = pat_m[tile_p]
+                mo = pat_miss_off[tile_p]
                 for i in range(m):
                     mi = pat_miss[mo + i]
-                    for b in range(b0, b1):
-                        xe[mi, b] = fill[(k * m_max + i) * tile_rows + b]
+                    for b in range(nt):
+                        xe[mi, b] = fill[(k * m + i) * tile_rows + b]
+                pat_mass[tile_p * n_lanes + k] += r_sum
+            else:
+                for e in range(n_ent):
+                    xe_flat[ent_at[e]] = fill[k * n_tile_ent + e]
             for d in range(n_features):
                 s1 = 0.0
                 for b in range(nt):
@@ -501,20 +640,34 @@ def _missing_block(
                     xw[d, b] = v
                     s1 += v
                 loc_S1[k, d] += s1
-            _outer_upper_tile(xw, xe, nt, loc_S2, 0, kp)
+            _outer_upper_tile(xw, xe, nt, loc_S2, 0, 0 if tied else k)
+        # per pattern and component, sum of w r (the same products as wr above), components in the lanes
+        for j in range(n_inc):
+            b = inc_b[j]
+            lo = inc_p[j] * n_lanes
+            for k in range(n_components):
+                pat_mass[lo + k] += a[k, b] * ws[b]
     if accumulate and dense:
-        # the conditional covariances: per pattern, (sum of w r) Lambda_MM^-1 in the (M, M) block
+        # the conditional covariances: per pattern and component, (sum of w r) Lambda_MM^-1 in the (M, M)
+        # block, gathered with the components in the lanes (upper triangle: pat_miss is increasing)
+        cond = np.zeros((n_features, n_features, n_lanes))
         for p in range(n_patterns):
             m = pat_m[p]
             mo = pat_miss_off[p]
-            for kk in range(n_prec):
-                mass = pat_mass[p, kk]
-                if m == 0 or mass == 0.0:
-                    continue
-                off = pat_fac_off[p] + kk * m * m
-                for i in range(m):
-                    for j in range(i, m):
-                        loc_S2[0, kk, pat_miss[mo + i], pat_miss[mo + j]] += mass * fac_C[off + i * m + j]
+            fo = pat_fac_off[p] * n_lanes
+            lo = p * n_lanes
+            for i in range(m):
+                mi = pat_miss[mo + i]
+                ti = fo + ((i * (i + 1)) // 2) * n_lanes
+                for j in range(i + 1):
+                    mj = pat_miss[mo + j]
+                    for k in range(n_lanes):
+                        cond[mj, mi, k] += pat_mass[lo + k] * fac_C[ti + j * n_lanes + k]
+        for k in range(n_components):
+            kp = 0 if tied else k
+            for d in range(n_features):
+                for e in range(d, n_features):
+                    loc_S2[0, kp, d, e] += cond[d, e, k]
     part_ll[blk] = ll_sum
     part_w[blk] = w_sum
     part_worst[blk] = worst
@@ -527,15 +680,15 @@ def _missing_block(
 
 @jit()
 def _missing_blocks(
-    X, sample_weight, log_norm, means, prec, lam, cov_code, accumulate, want_logprob, want_label, want_resp,
-    drop, var, part_R, part_S1, part_S2, part_ll, part_w, part_worst, part_worst_row,
+    X, sample_weight, log_norm, means, means_t, prec, lam_k, cov_code, accumulate, want_logprob, want_label,
+    want_resp, drop, var, part_R, part_S1, part_S2, part_ll, part_w, part_worst, part_worst_row,
     out_logprob, out_label, out_resp, blk_start, blk_stop,
 ):  # fmt: skip
     """Blocks ``blk_start`` to ``blk_stop`` (exclusive): one thread's share (see :func:`run_blocks`)."""
     for blk in range(blk_start, blk_stop):
-        _missing_block(X, sample_weight, log_norm, means, prec, lam, cov_code, accumulate, want_logprob,
-                       want_label, want_resp, drop, var, blk, part_R, part_S1, part_S2, part_ll, part_w,
-                       part_worst, part_worst_row, out_logprob, out_label, out_resp)  # fmt: skip
+        _missing_block(X, sample_weight, log_norm, means, means_t, prec, lam_k, cov_code, accumulate,
+                       want_logprob, want_label, want_resp, drop, var, blk, part_R, part_S1, part_S2, part_ll,
+                       part_w, part_worst, part_worst_row, out_logprob, out_label, out_resp)  # fmt: skip
 
 
 def _gaussian_missing_pass(
@@ -552,6 +705,7 @@ def _gaussian_missing_pass(
     partials are added in block order, so results do not depend on the thread count.
     """
     n_samples = X.shape[0]
+    n_components, n_features = acc_S1.shape
     n_blocks = n_blocks_of(n_samples)
     n_acc = n_blocks if accumulate else 0
     part_R = np.zeros((n_acc, *acc_R.shape))
@@ -570,12 +724,21 @@ def _gaussian_missing_pass(
         )
         drop = np.ascontiguousarray(np.log(p) - _HALF_LOG_2PI)
         var = np.ascontiguousarray(1.0 / (p * p))
+        lam_k = np.zeros((1, 1, 1))
+        means_t = np.zeros((1, 1))
     else:
         drop = var = np.zeros((1, 1))
+        # the components in the last axis: the per-row work runs with them in the SIMD lanes
+        lam_k = np.ascontiguousarray(
+            np.broadcast_to(np.asarray(lam, dtype=np.float64), (n_components, n_features, n_features))
+            .transpose(1, 2, 0)
+        )  # fmt: skip
+        means_t = np.ascontiguousarray(np.asarray(means, dtype=np.float64).T)
     run_blocks(
-        _missing_blocks, n_blocks, X, sample_weight, log_norm, means, prec, lam, cov_code, accumulate,
-        out_logprob.shape[0] > 0, out_label.shape[0] > 0, out_resp.shape[0] > 0, drop, var, part_R, part_S1,
-        part_S2, part_ll, part_w, part_worst, part_worst_row, out_logprob, out_label, out_resp,
+        _missing_blocks, n_blocks, X, sample_weight, log_norm, means, means_t, prec, lam_k, cov_code,
+        accumulate, out_logprob.shape[0] > 0, out_label.shape[0] > 0, out_resp.shape[0] > 0, drop, var,
+        part_R, part_S1, part_S2, part_ll, part_w, part_worst, part_worst_row, out_logprob, out_label,
+        out_resp,
     )  # fmt: skip
     merge_block_scalars(np.stack([part_ll, part_w], axis=1), part_worst, part_worst_row, X, row_offset,
                         acc_scalars, acc_worst_index, acc_worst_x)  # fmt: skip
