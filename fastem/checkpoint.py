@@ -11,7 +11,9 @@ initialisations, and a JSON header with
   the result, the algorithm, the fastem version). ``missing`` is one of them:
   a checkpoint written with ``missing="error"`` (or before the parameter
   existed) is not resumed by a fit with ``missing="marginalize"``, nor the
-  other way round, and the message says so.
+  other way round, and the message says so. So is a GaussianMixture's
+  ``accumulation`` (a checkpoint written before it existed counts as
+  ``"float64"``).
 
 The file is written to a temporary name in the same directory, fsynced and
 renamed, so a crash leaves either the previous or the new checkpoint. A fit
@@ -162,6 +164,8 @@ def check(path, meta: dict, data_fp: dict, config_fp: dict) -> None:
     saved_config = dict(meta["config"])
     if "missing" in config_fp and "missing" not in saved_config:  # written before the setting existed
         saved_config["missing"] = "error"
+    if "accumulation" in config_fp and "accumulation" not in saved_config:  # likewise
+        saved_config["accumulation"] = "float64"
     was, now = saved_config.get("missing"), config_fp.get("missing")
     if was != now:
         raise CheckpointMismatchError(

@@ -252,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument("--missing", choices=MISSING_CHOICES, default=None, help=_MISSING_HELP)
     g.add_argument(
+        "--accumulation",
+        choices=("float64", "float32"),
+        default=None,
+        help="gaussian only: float32: float32 sums per tile of rows for float32 data (a float32 .npy, "
+        "HDF5 or Zarr file), about 1.6x the float64 speed for full covariances, parameters within 1e-5 "
+        "relative of float64 sums; data of other dtypes are refused (default: float64)",
+    )
+    g.add_argument(
         "--seed", type=int, default=0, help="random seed; the same seed gives the same model (default: 0)"
     )
     g.add_argument("--threads", type=_threads, default=None, metavar="N", help=_THREADS_HELP)
@@ -597,7 +605,9 @@ def _check_family_options(args, gaussian_default) -> None:
         args.reg_covar = REG_COVAR if args.reg_covar is None else args.reg_covar
     else:
         given = [opt for opt, value in (("--covariance", args.covariance), ("--reg-covar", args.reg_covar),
-                                        ("--prior", args.prior)) if value is not None]  # fmt: skip
+                                        ("--prior", args.prior),
+                                        ("--accumulation", getattr(args, "accumulation", None)))
+                 if value is not None]  # fmt: skip
         if given:
             verb, pronoun = ("apply", "them") if len(given) > 1 else ("applies", "it")
             raise UsageError(
@@ -632,8 +642,9 @@ def _estimator(args, n_components: int, covariance: str | None):
         common["missing"] = args.missing or "error"
     if args.family == "gaussian":
         return cls(
-            n_components, covariance_type=covariance, reg_covar=args.reg_covar, prior=args.prior, **common
-        )
+            n_components, covariance_type=covariance, reg_covar=args.reg_covar, prior=args.prior,
+            accumulation=getattr(args, "accumulation", None) or "float64", **common,
+        )  # fmt: skip
     if args.family == "vmf":
         return cls(n_components, normalize=args.normalize, **common)
     return cls(n_components, **common)
@@ -886,6 +897,8 @@ def cmd_info(args) -> int:
     print("  hyper-parameters: " + ", ".join(f"{k}={hyper[k]!r}" for k in shown if k in hyper))
     if hyper.get("missing", "error") != "error":
         print(f"  missing values:  {hyper['missing']} (NaN marks a missing entry)")
+    if hyper.get("accumulation", "float64") != "float64":
+        print(f"  accumulation:    {hyper['accumulation']} (float32 sums per tile of rows)")
     with np.printoptions(precision=4, suppress=True, linewidth=100):
         order = np.argsort(-gm.weights_)
         print("  components (by weight):")

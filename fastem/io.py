@@ -25,13 +25,16 @@ stored uncompressed:
     - ``family``: ``"gaussian"``, ``"poisson"``, ``"bernoulli"``, ``"multinomial"`` or ``"vmf"``,
       followed by the family's configuration (``covariance_type`` for the Gaussian,
       ``normalize`` for vMF, ``"missing": "marginalize"`` for a Gaussian, Poisson or
-      Bernoulli model that marginalises NaN; absent means ``"error"``);
+      Bernoulli model that marginalises NaN; absent means ``"error"``;
+      ``"accumulation": "float32"`` for a GaussianMixture fitted with float32
+      sums; absent means ``"float64"``);
     - ``n_components``, ``n_features``;
     - ``hyperparameters``: the estimator's ``get_params()`` except the three
       ``*_init`` arrays (stored as members, see below); a ``random_state``
       that is not an int or None is stored as ``null`` and listed in
       ``notes``. ``missing`` is among them (Gaussian, Poisson, Bernoulli); a
-      file written before it existed loads with the default ``"error"``;
+      file written before it existed loads with the default ``"error"``. So is
+      ``accumulation`` (GaussianMixture; older files load as ``"float64"``);
     - ``fit``: ``converged``, ``n_iter``, ``lower_bound`` (a number, or the
       strings ``"inf"``, ``"-inf"``, ``"nan"``), ``feature_names_in`` (list of
       strings or ``null``);

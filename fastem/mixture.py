@@ -14,6 +14,7 @@ import numpy as np
 
 from ._mixture import INIT_METHODS, BaseMixture, MissingValuesMixin, check_choice, check_number, init_array
 from .families.gaussian import (
+    ACCUMULATIONS,
     COVARIANCE_TYPES,
     GaussianFamily,
     GaussianParams,
@@ -207,6 +208,32 @@ class GaussianMixture(MissingValuesMixin, BaseMixture):
         collections alike; :meth:`impute` fills the holes. On data without NaN
         both settings give bitwise the same fit. A ``prior`` must then give
         its hyperparameters (not take them from the data).
+    accumulation : {'float64', 'float32'}, default='float64'
+        Precision of the sums in each pass, for float32 data. 'float64': the
+        E-step's quadratic forms run in float32, everything after them, and
+        every sum, in float64. 'float32' (float32 data only; float64 data make
+        ``fit`` and ``partial_fit`` raise ValueError before any work): the
+        exponentials of the log-densities, the responsibilities' products with
+        the centred rows and the sums of each tile of 256 rows (S1 and the S2
+        outer products; R stays float64) run in float32, in twice the SIMD lanes; each tile's
+        sums are added into float64 per-block sums, so the error is bounded by
+        a few hundred float32 roundings per tile whatever the number of rows,
+        and log-likelihoods stay float64. Measured with 2 threads
+        (scripts/compare_peers.py, overlapping data): 1.6x the float64
+        throughput for full covariances at D=16 (1e6 rows, K=16) and D=64
+        (2e5 rows, K=32), against 1.1-1.2x with 'float64'; diag at D=8, 1.1x.
+        Accuracy, against a float64 fit of the same (float32) rows from the
+        same start: weights, means and covariances within 1e-6 relative
+        (largest entry of each) after 1, 10 and 50 iterations, for all four
+        covariance types, with and without sample weights, on 3-D and 16-D
+        data, well separated or overlapping (float32 data with float64 sums:
+        within 3e-7); the tests hold it to 1e-5. The E-step centres on the
+        means rounded to float32, so data far from the origin relative to
+        their spread lose accuracy as float32 data do (1000 sd out: the
+        log-likelihood within 2e-6 relative). The default keeps float64 and
+        float32 fits bitwise unchanged; ``predict`` and ``score`` take float64
+        data either way, and chunks with NaN under ``missing='marginalize'``
+        are summed in float64.
 
     Attributes
     ----------
@@ -270,6 +297,7 @@ class GaussianMixture(MissingValuesMixin, BaseMixture):
         prior=None,
         accelerate: str | None = None,
         missing: str = "error",
+        accumulation: str = "float64",
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -293,6 +321,7 @@ class GaussianMixture(MissingValuesMixin, BaseMixture):
         self.prior = prior
         self.accelerate = accelerate
         self.missing = missing
+        self.accumulation = accumulation
 
     _model_arrays = ("weights_", "means_", "covariances_", "precisions_", "precisions_cholesky_")
     _init_array_params = ("weights_init", "means_init", "precisions_init")
@@ -306,12 +335,35 @@ class GaussianMixture(MissingValuesMixin, BaseMixture):
 
     def _family(self) -> GaussianFamily:
         missing = self._missing_kwargs()
-        family = GaussianFamily(self.covariance_type, float(self.reg_covar), self._prior(), **missing)
+        check_choice("accumulation", self.accumulation, ACCUMULATIONS)
+        family = GaussianFamily(self.covariance_type, float(self.reg_covar), self._prior(), **missing,
+                                accumulation=self.accumulation)  # fmt: skip
         return self._as_fitted(family)
 
     def _check_family_hyperparameters(self) -> None:
         check_choice("covariance_type", self.covariance_type, COVARIANCE_TYPES)
         check_number("reg_covar", self.reg_covar, Real, 0.0)
+        check_choice("accumulation", self.accumulation, ACCUMULATIONS)
+
+    # accumulation="float32" takes float32 rows only: refused before any pass, and for data
+    # sources and Dask arrays before the validation scan
+    def _as_array(self, X, *, fitting: bool):
+        X = super()._as_array(X, fitting=fitting)
+        if fitting:
+            self._family().check_accumulation_dtype(X.dtype)
+        return X
+
+    def _plan_fit(self, X, sample_weight):
+        from ._mixture import is_dask_collection, is_source
+
+        if self.accumulation != "float64" and is_source(X):
+            from .sources import as_source
+
+            X = as_source(X)  # opened once here, and used as it is below
+            self._family().check_accumulation_dtype(X.dtype)
+        elif self.accumulation != "float64" and is_dask_collection(X) and hasattr(X, "dtype"):
+            self._family().check_accumulation_dtype(X.dtype)
+        return super()._plan_fit(X, sample_weight)
 
     def _check_family_parameters(self, n_features: int) -> dict:
         """means_init and precisions_init with scikit-learn's checks and wording (plus where and why)."""
@@ -374,6 +426,13 @@ class GaussianMixture(MissingValuesMixin, BaseMixture):
 
     def _check_model_file(self, header: dict, arrays: dict, n_iter: int) -> None:
         self._read_algorithm(header)
+        # absent in files written before the setting existed: 'float64'
+        check_choice("accumulation", self.accumulation, ACCUMULATIONS)
+        if header.get("accumulation", "float64") != self.accumulation:
+            raise ValueError(
+                f"inconsistent: the header says accumulation={header.get('accumulation', 'float64')!r} but "
+                f"the hyper-parameters say accumulation={self.accumulation!r}."
+            )
         kind = header.get("covariance_type")
         if kind not in COVARIANCE_TYPES:
             raise ValueError(f"invalid header: unknown covariance_type {kind!r}.")

@@ -2,7 +2,9 @@
 
 Every library runs in this one process, on the same data, from the same
 explicit initial weights, means and covariances, in float64 (plus float32 for
-fastem and oneDAL where a case says so), at ``--threads`` threads (numba:
+fastem and oneDAL where a case says so: "fastem f32" with fastem's default
+float64 sums, "fastem f32acc" with ``accumulation="float32"``, float32 sums per
+tile; oneDAL accumulates in float32), at ``--threads`` threads (numba:
 ``NUMBA_NUM_THREADS``; numpy/scikit-learn: threadpoolctl; oneDAL:
 ``daal4py.daalinit``). Time per iteration = (t(1 + n iterations) - t(1)) / n,
 which cancels set-up, initialisation and final E-steps; the libraries are
@@ -146,13 +148,16 @@ def load_onedal(threads: int):
 class Runner:
     """Fits ``n_iter`` EM iterations with one library from given parameters; returns final params."""
 
-    def __init__(self, lib: str, kind: str, dtype: str, onedal=None):
+    def __init__(self, lib: str, kind: str, dtype: str, onedal=None, accumulation: str = "float64"):
         self.lib, self.kind, self.dtype, self.onedal = lib, kind, dtype, onedal
+        self.accumulation = accumulation  # fastem only: "float32" sums (float32 data)
 
     @property
     def label(self) -> str:
         name = {"fastem": "fastem", "onedal": "oneDAL", "sklearn": "sklearn"}[self.lib]
-        return name if self.dtype == "float64" else f"{name} f32"
+        if self.dtype == "float64":
+            return name
+        return f"{name} f32acc" if self.accumulation == "float32" else f"{name} f32"
 
     def fit(self, X: np.ndarray, init, n_iter: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         weights, means, cov = init
@@ -175,7 +180,7 @@ class Runner:
         if self.lib == "fastem":
             from fastem import GaussianMixture
 
-            extra = {}
+            extra = {} if self.accumulation == "float64" else {"accumulation": self.accumulation}
         else:
             from sklearn.mixture import GaussianMixture
 
@@ -223,6 +228,8 @@ def runners_for(case, libs, onedal) -> list[Runner]:
         out.append(Runner(lib, kind, "float64", onedal))
         if with_f32 and lib != "sklearn":
             out.append(Runner(lib, kind, "float32", onedal))
+        if with_f32 and lib == "fastem":
+            out.append(Runner(lib, kind, "float32", onedal, accumulation="float32"))
     return out
 
 
@@ -350,7 +357,8 @@ def print_row(row: dict, check: dict) -> None:
 def print_summary(rows: list[dict], dgemm: float) -> None:
     print(
         f"\n{'data':<12}{'case':<20}{'fastem':>9}{'oneDAL':>9}{'sklearn':>9}{'vs oneDAL':>10}"
-        f"{'vs sklearn':>11}{'fastem %DGEMM':>14}{'oneDAL %DGEMM':>14}{'f32/f64 fastem':>15}{'oneDAL':>7}"
+        f"{'vs sklearn':>11}{'fastem %DGEMM':>14}{'oneDAL %DGEMM':>14}{'f32/f64 fastem':>15}{'f32acc':>7}"
+        f"{'oneDAL':>7}"
     )
     for row in rows:
         s = row["seconds_per_iteration"]
@@ -361,15 +369,16 @@ def print_summary(rows: list[dict], dgemm: float) -> None:
         ratios = [
             f"{s[b] / s[a]:.2f}x" if a in s and b in s else "-"
             for a, b in (("fastem", "oneDAL"), ("fastem", "sklearn"), ("fastem f32", "fastem"),
-                         ("oneDAL f32", "oneDAL"))
+                         ("fastem f32acc", "fastem"), ("oneDAL f32", "oneDAL"))
         ]  # fmt: skip
         print(
             f"{row['data']:<12}{row['case']:<20}{fe:>9.3f}{od:>9.3f}{sk:>9.3f}{ratios[0]:>10}{ratios[1]:>11}"
-            f"{pct[0]:>14}{pct[1]:>14}{ratios[2]:>15}{ratios[3]:>7}"
+            f"{pct[0]:>14}{pct[1]:>14}{ratios[2]:>15}{ratios[3]:>7}{ratios[4]:>7}"
         )
     print(
         "seconds per iteration (median); 'vs' = their time / fastem's; f32/f64 = float64 time / float32 "
-        "time (throughput ratio); %DGEMM counts 2 D(D+1) flops per row and component."
+        "time (throughput ratio; f32acc: fastem with accumulation='float32'); %DGEMM counts 2 D(D+1) "
+        "flops per row and component."
     )
 
 
@@ -383,9 +392,10 @@ def print_markdown(rows: list[dict], dgemm: float, load: str) -> None:
     """The README's speed table for these rows."""
     print(
         "\n| data | case | fastem | oneDAL | scikit-learn | oneDAL / fastem | sklearn / fastem "
-        "| fastem % DGEMM | oneDAL % DGEMM | float32 speed-up fastem (oneDAL) |"
+        "| fastem % DGEMM | oneDAL % DGEMM | float32 speed-up fastem (oneDAL) "
+        "| fastem float32 sums speed-up |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         s = row["seconds_per_iteration"]
         gflop = flops_per_iteration(row["N"], row["D"], row["K"]) / 1e9
@@ -396,6 +406,7 @@ def print_markdown(rows: list[dict], dgemm: float, load: str) -> None:
         cells += [f"{100 * gflop / s[k] / dgemm:.0f}%" if full and k in s else "–" for k in digits][:2]
         f32 = f"{_ratio(s, 'fastem f32', 'fastem')} ({_ratio(s, 'oneDAL f32', 'oneDAL')})"
         cells.append(f32 if "fastem f32" in s else "–")
+        cells.append(_ratio(s, "fastem f32acc", "fastem"))
         print(f"| {row['data']} | {row['case']} | " + " | ".join(cells) + " |")
     print(f"\nDGEMM {dgemm:.1f} GFLOP/s in the same run; load average {load} on {os.cpu_count()} cores.")
 

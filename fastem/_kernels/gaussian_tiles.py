@@ -130,17 +130,18 @@ def _outer_upper_tile(xw, xc, nt, out, blk, ks):
     below the diagonal, which are never read.
     """
     n_features = xw.shape[0]
+    zero = xw.dtype.type(0)  # the sums follow the buffers' precision (float32 accumulation)
     e = 0
     while e + 4 <= n_features:
         for d in range(0, e + 4, 2):
-            s00 = 0.0
-            s01 = 0.0
-            s02 = 0.0
-            s03 = 0.0
-            s10 = 0.0
-            s11 = 0.0
-            s12 = 0.0
-            s13 = 0.0
+            s00 = zero
+            s01 = zero
+            s02 = zero
+            s03 = zero
+            s10 = zero
+            s11 = zero
+            s12 = zero
+            s13 = zero
             for b in range(nt):
                 w0 = xw[d, b]
                 w1 = xw[d + 1, b]
@@ -168,8 +169,8 @@ def _outer_upper_tile(xw, xc, nt, out, blk, ks):
     while e < n_features:  # the last n_features % 4 columns
         d = 0
         while d + 1 <= e:
-            s0 = 0.0
-            s1 = 0.0
+            s0 = zero
+            s1 = zero
             for b in range(nt):
                 c = xc[e, b]
                 s0 += xw[d, b] * c
@@ -178,7 +179,7 @@ def _outer_upper_tile(xw, xc, nt, out, blk, ks):
             out[blk, ks, d + 1, e] += s1
             d += 2
         if d == e:
-            s0 = 0.0
+            s0 = zero
             for b in range(nt):
                 s0 += xw[d, b] * xc[d, b]
             out[blk, ks, d, d] += s0

@@ -33,6 +33,9 @@ COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 #: what NaN means to a :class:`GaussianFamily`: refused, or a missing entry that EM marginalises
 MISSING_MODES = ("error", "marginalize")
 
+#: the precision of the M-step's per-tile sums for float32 data (block partials are float64 either way)
+ACCUMULATIONS = ("float64", "float32")
+
 ILL_DEFINED_COVARIANCE = (
     "Fitting the mixture model failed because some components have "
     "ill-defined empirical covariance (for instance caused by singleton "
@@ -462,12 +465,14 @@ def accumulate_chunk(
     out_logprob: np.ndarray = NO_F64,
     out_label: np.ndarray = NO_I64,
     out_resp: np.ndarray = NO_RESP,
+    float32_sums: bool = False,
 ) -> None:
     """E-step over the rows of ``X`` (and accumulation into ``stats`` if given).
 
     The chunk is fed to the kernel in pieces whose sizes are multiples of
     ``BLOCK_ROWS``, so the order of additions is the same for any chunking that
-    respects block boundaries.
+    respects block boundaries. ``float32_sums`` (float32 ``X`` only): the M-step
+    tile sums in float32 (``accumulation="float32"``; see :mod:`fastem._kernels.gaussian`).
     """
     log_norm, means, prec = packed
     accumulate = stats is not None
@@ -503,6 +508,7 @@ def accumulate_chunk(
                 out_logprob[start:stop] if out_logprob.size else NO_F64,
                 out_label[start:stop] if out_label.size else NO_I64,
                 out_resp[start:stop] if out_resp.size else NO_RESP,
+                float32_sums,
             )
 
 
@@ -770,11 +776,16 @@ class GaussianFamily:
     #: "error": NaN is refused; "marginalize": NaN marks a missing entry and EM is exact over it
     #: (the observed coordinates' marginal density, conditional moments in the statistics)
     missing: str = "error"
+    #: "float64": every sum in float64; "float32" (float32 data only): the M-step's tile buffers
+    #: and per-tile sums in float32, each tile's sums added into float64 block partials
+    accumulation: str = "float64"
     name = "gaussian"
 
     def __post_init__(self):
         if self.missing not in MISSING_MODES:
             raise ValueError(f"missing must be one of {list(MISSING_MODES)}, got {self.missing!r}.")
+        if self.accumulation not in ACCUMULATIONS:
+            raise ValueError(f"accumulation must be one of {list(ACCUMULATIONS)}, got {self.accumulation!r}.")
 
     @property
     def needs_data_moments(self) -> bool:
@@ -786,7 +797,8 @@ class GaussianFamily:
         if self.prior is None:
             return self
         resolved = self.prior.resolve(self.covariance_type, n_components, n_features, moments)
-        return GaussianFamily(self.covariance_type, self.reg_covar, self.prior, resolved, self.missing)
+        return GaussianFamily(self.covariance_type, self.reg_covar, self.prior, resolved, self.missing,
+                              self.accumulation)  # fmt: skip
 
     def log_prior(self, params: GaussianParams) -> float:
         """log p(theta) under the resolved prior (0 without a prior)."""
@@ -801,6 +813,8 @@ class GaussianFamily:
         config = {"covariance_type": self.covariance_type}
         if self.missing != "error":  # absent in files written before the setting existed
             config["missing"] = self.missing
+        if self.accumulation != "float64":  # likewise
+            config["accumulation"] = self.accumulation
         return config
 
     def zero_stats(self, params: GaussianParams) -> GaussianStats:
@@ -815,7 +829,24 @@ class GaussianFamily:
                                      out_logprob, out_label, out_resp)  # fmt: skip
             return
         accumulate_chunk(X, sample_weight, params.packed(), stats, row_offset,
-                         COV_CODES[params.covariance_type], out_logprob, out_label, out_resp)  # fmt: skip
+                         COV_CODES[params.covariance_type], out_logprob, out_label, out_resp,
+                         self._float32_sums(X, stats is not None))  # fmt: skip
+
+    def check_accumulation_dtype(self, dtype) -> None:
+        """Refuse ``accumulation="float32"`` with rows that are not float32 (ValueError naming the fix)."""
+        if self.accumulation == "float32" and np.dtype(dtype) != np.float32:
+            raise ValueError(
+                f"accumulation='float32' needs float32 data, got {np.dtype(dtype)}: pass "
+                "X.astype(np.float32) (or a float32 data source), or leave accumulation='float64'."
+            )
+
+    def _float32_sums(self, X, accumulating: bool) -> bool:
+        """Whether a pass over ``X`` takes float32 tile sums (scoring float64 rows is always allowed)."""
+        if self.accumulation == "float64":
+            return False
+        if accumulating:
+            self.check_accumulation_dtype(X.dtype)
+        return X.dtype == np.float32
 
     def impute(self, X: np.ndarray, params: GaussianParams) -> np.ndarray:
         """A copy of ``X`` with each NaN replaced by its conditional mean under the mixture ``params``.
