@@ -37,6 +37,11 @@ _LABELS = {
     "fastem._kernels.gaussian._blocks_diag_spherical": "diag/spherical covariances",
     "fastem._kernels.gaussian_missing._missing_blocks": "missing values (Gaussian)",
 }
+#: kernels whose argument at this index (``means_acc``) has the dtype of the sums
+_SUMS_DTYPE_ARG = {
+    "fastem._kernels.gaussian._blocks_full_tied": 4,
+    "fastem._kernels.gaussian._blocks_diag_spherical": 4,
+}
 
 FAMILIES = ("gaussian", "student-t", "poisson", "bernoulli", "multinomial", "vmf")
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -67,6 +72,9 @@ class _Notice:
         self.lines += 1
         label = _LABELS.get(name)
         dtype = getattr(args[0], "dtype", None) if args else None
+        sums = _SUMS_DTYPE_ARG.get(name, -1)
+        if args and 0 <= sums < len(args) and str(getattr(args[sums], "dtype", "")) == "float32":
+            dtype = f"{dtype} with float32 sums"  # GaussianMixture(accumulation="float32")
         what = f" for {label}, {dtype}" if label and dtype is not None else ""
         where = getattr(getattr(dispatcher, "_cache", None), "cache_path", None)
         cached = f"cached in {where}" if where else "not cached: numba has no cache directory here"
@@ -183,6 +191,8 @@ def compile_one(family: str, covariance_type: str | None, dtype: str) -> Compile
             model = _estimator(family, covariance_type).fit(X)
             model.predict_proba(X)
             model.score_samples(X)
+            if family == "gaussian" and dtype == "float32":  # float32 sums are their own specialisation
+                _estimator(family, covariance_type).set_params(accumulation="float32").fit(X)
             if family == "multinomial":  # scipy.sparse CSR rows have a kernel of their own
                 from scipy import sparse
 

@@ -130,6 +130,27 @@ def test_notice_prints_one_line_per_burst_with_the_kernel_label():
     notice.last_end -= 2 * _compile.BURST_GAP  # later: a new line
     notice.on_start(full, (FakeArray(),))
     assert len(stream.getvalue().splitlines()) == 2
+    notice.on_end(full)
+
+
+def test_notice_names_float32_sums():
+    import io
+
+    stream = io.StringIO()
+    notice = _compile._Notice(stream)
+    notice.enabled = True
+    dispatcher = types.SimpleNamespace(
+        py_func=types.SimpleNamespace(__module__="fastem._kernels.gaussian", __name__="_blocks_diag_spherical")
+    )
+    data = types.SimpleNamespace(dtype="float32")
+    # the kernel's arguments: X, sample_weight, log_norm, means, means_acc (float32 sums), ...
+    notice.on_start(dispatcher, (data, None, None, None, types.SimpleNamespace(dtype="float32")))
+    notice.on_end(dispatcher)
+    notice.last_end -= 2 * _compile.BURST_GAP
+    notice.on_start(dispatcher, (data, None, None, None, types.SimpleNamespace(dtype="float64")))
+    lines = stream.getvalue().splitlines()
+    assert "diag/spherical covariances, float32 with float32 sums (first use" in lines[0]
+    assert "diag/spherical covariances, float32 (first use" in lines[1]
 
 
 @jit()
