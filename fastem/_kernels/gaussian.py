@@ -80,6 +80,16 @@ from numba.extending import overload
 from ._blocks import add_partials, merge_block_scalars, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._vector_width import prefer_wide_vectors
+from .gaussian_simd import (
+    SIMD_TILES,
+    add_block_moments,
+    copy_rows_padded,
+    padded_means,
+    padded_precision,
+    quadratic_form_rows,
+    row_buffers,
+    weighted_moments,
+)
 from .gaussian_tiles import _outer_upper_tile, _quadratic_form_tile
 
 _LOG2E = 1.4426950408889634
@@ -342,7 +352,8 @@ def _blocks_full_tied(
     # with float32 accumulation); the rest, and every block partial, in float64.
     # One aligned allocation per element type: every tile_rows-long row starts on
     # a 64-byte boundary.
-    narrow = _aligned(2 * n_features + 2, tile_rows, X.dtype)
+    # rows one cache line longer than the tile: an odd number of lines apart (see gaussian_simd)
+    narrow = _aligned(2 * n_features + 2, tile_rows + 64 // X.itemsize, X.dtype)
     xt = narrow[:n_features]
     xe = narrow[n_features : 2 * n_features]
     y = narrow[2 * n_features]
@@ -368,6 +379,14 @@ def _blocks_full_tied(
     s = wide[row + 4]
     lse = wide[row + 5]
     lbl = _aligned(1, tile_rows, np.int64)[0]
+    # AVX-512 hosts: register-blocked tiles in explicit vectors (gaussian_simd) for the E-step,
+    # and for the M-step with float64 sums; zero-size buffers where they are not used
+    upad = padded_precision(prec, X.dtype, SIMD_TILES)
+    simd_moments = SIMD_TILES and accumulate and means_acc.itemsize == 8
+    xp, xwr = row_buffers(tile_rows, n_features, simd_moments)
+    mp = padded_means(means_acc, xp.shape[1])
+    acc1 = np.zeros((n_components if simd_moments else 0, 1, xp.shape[1]))
+    acc2 = np.zeros((part_S2.shape[1] if simd_moments else 0, xp.shape[1], xp.shape[1]))
     for blk in range(blk_start, blk_stop):
         start = blk * BLOCK_ROWS
         stop = min(start + BLOCK_ROWS, n_samples)
@@ -389,7 +408,10 @@ def _blocks_full_tied(
                     m = means_acc[k, d]  # float32 sums: centred in float32 as well
                     for b in range(nt):
                         xe[d, b] = xt[d, b] - m
-                _quadratic_form_tile(xe, nt, prec, kp, q, y, z)
+                if SIMD_TILES:
+                    quadratic_form_rows(xe, nt, upad, kp, q)
+                else:
+                    _quadratic_form_tile(xe, nt, prec, kp, q, y, z)
                 c = log_norm[k]
                 for b in range(nt):
                     v = c - 0.5 * q[b]
@@ -403,6 +425,8 @@ def _blocks_full_tied(
             )  # fmt: skip
             if not accumulate:
                 continue
+            if simd_moments:
+                copy_rows_padded(X, t0, nt, xp)
             # M-step statistics around the shift means[k]
             for k in range(n_components):
                 r_sum = 0.0
@@ -413,6 +437,9 @@ def _blocks_full_tied(
                 if r_sum == 0.0:
                     continue  # every term is exactly zero
                 part_R[blk, k] += r_sum
+                if simd_moments:  # S1, S2 summed over the block in acc1, acc2
+                    weighted_moments(xp, nt, mp, k, wr, xwr, acc1[k], acc2[0 if tied else k])
+                    continue
                 for d in range(n_features):
                     m = means_acc[k, d]
                     s1 = zero
@@ -424,6 +451,8 @@ def _blocks_full_tied(
                         s1 += v
                     part_S1[blk, k, d] += s1
                 _outer_upper_tile(xw, xc, nt, part_S2, blk, 0 if tied else k)
+        if simd_moments:
+            add_block_moments(acc1, acc2, part_S1, part_S2, blk)
         part_sums[blk, 0] = ll_sum
         part_sums[blk, 1] = w_sum
         part_worst[blk] = worst

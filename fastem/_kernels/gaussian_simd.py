@@ -1,0 +1,993 @@
+"""Register-blocked full/tied tile products in explicit 512-bit vectors (numba only).
+
+The fused pass in :mod:`fastem._kernels.gaussian` spends almost all of its time
+on two O(D^2) products per row and component. The loop-vectorised versions in
+:mod:`.gaussian_tiles` reach about 40% of the FMA peak: LLVM vectorises only
+innermost loops, so their accumulators go back to memory every few FMAs or end
+in horizontal reductions. The micro-kernels here hold a block of accumulators
+in vector registers (:mod:`._simd`), like a BLAS kernel:
+
+* E-step, :func:`quadratic_form_rows`: y = (x - m)^T U for 4 vectors of rows
+  (rows in the lanes, as in the transposed tile) times 4 columns of U, 16
+  accumulators, one load per row vector and one broadcast per column for
+  16 FMAs, the 4 x 4 diagonal block as a triangle; then q += y^2. U is copied
+  once per call, zero-padded to a multiple of 4 columns
+  (:func:`padded_precision`). The tile's rows should be an odd number of cache
+  lines apart (a tile of 128 rows padded by one line): with 1 KiB between rows
+  the sweeps down the features keep hitting the same 16 L1 sets (measured 20%
+  slower at D=64).
+* M-step, :func:`weighted_moments`: S2[d, e] += sum_b w_b x_bd x_be with the
+  rows in a row-major (T, D) copy of the tile, 8 values of d (broadcast) times
+  3 vectors of e (24 accumulators), summed over all the tile's rows in
+  registers: no horizontal reductions. The centred values x_be are formed on
+  the fly from the padded tile copy (:func:`copy_rows_padded`); the weighted
+  ones x_bd w_b, and S1, in one sweep before. Blocks of 8 rows of S2 start on
+  the block's own 8-column vector, so about 10% (D=64) to 29% (D=16) of the
+  products fall below the diagonal.
+
+Results equal those of :mod:`.gaussian_tiles` up to the order of the sums
+(on the cases measured the E-step came out bit for bit equal, float64 and
+float32, and S1, S2 within 5e-16 relative). float32 data run the E-step
+on float32 vectors of 16 rows, with the squares summed in float64 as before.
+
+Compile time: the two per-component drivers (:func:`quadratic_form_rows`,
+:func:`weighted_moments`) are separate compiled functions, not inlined into the
+kernel: inlined, their unrolled blocks made a first full-covariance fit compile
+about 5 s longer; called, about as long as before (the calls cost nothing
+measurable: each does 128 rows of work).
+
+Sizes: the row-major buffers are padded to a multiple of 8 columns (zero
+columns add zeros), and their rows are an odd number of cache lines apart, so
+that a sweep down a column does not keep hitting the same few L1 sets.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import types
+from numba.extending import intrinsic, overload
+
+from ._config import jit
+from ._simd import (
+    Vec,
+    _element_pointer,
+    vadd,
+    vadd_to,
+    vbroadcast,
+    vfma,
+    vlanes,
+    vload,
+    vmul,
+    vsplat,
+    vsquare_add,
+    vstore,
+    vstore_flat,
+    vsub,
+    vzero,
+    vzero_wide,
+)
+from ._vector_width import wide_vectors_enabled
+
+#: Whether the full/tied kernel uses these tiles: on hosts with 512-bit vectors only, since the
+#: 24-accumulator blocks are sized for AVX-512's 32 vector registers (elsewhere they would spill).
+SIMD_TILES = wide_vectors_enabled()
+
+#: Columns of U per E-step block (``padded_precision`` pads to a multiple of it).
+E_BLOCK_COLUMNS = 4
+
+
+# ------------------------------------------------------------------ micro-kernels (unrolled by hand)
+@jit(inline="always")
+def _quadratic_form_4x4(xe, b0, upad, kp, q):
+    """q[b] = ||xe[:, b]^T U||^2 for the 4 row vectors from b0, U = upad[kp] (columns in blocks of 4)."""
+    n_features = xe.shape[0]
+    n_cols = upad.shape[2]
+    lanes = vlanes(xe)
+    zero_q = vzero_wide(xe)
+    q0 = zero_q
+    q1 = zero_q
+    q2 = zero_q
+    q3 = zero_q
+    zero = vzero(xe)
+    for j0 in range(0, n_cols, 4):
+        y00 = zero
+        y01 = zero
+        y02 = zero
+        y03 = zero
+        y10 = zero
+        y11 = zero
+        y12 = zero
+        y13 = zero
+        y20 = zero
+        y21 = zero
+        y22 = zero
+        y23 = zero
+        y30 = zero
+        y31 = zero
+        y32 = zero
+        y33 = zero
+        for d in range(j0):  # rows above the block's diagonal: all its columns
+            x0 = vload(xe, d, b0 + 0 * lanes)
+            x1 = vload(xe, d, b0 + 1 * lanes)
+            x2 = vload(xe, d, b0 + 2 * lanes)
+            x3 = vload(xe, d, b0 + 3 * lanes)
+            u = vbroadcast(upad[kp], d, j0 + 0)
+            y00 = vfma(x0, u, y00)
+            y10 = vfma(x1, u, y10)
+            y20 = vfma(x2, u, y20)
+            y30 = vfma(x3, u, y30)
+            u = vbroadcast(upad[kp], d, j0 + 1)
+            y01 = vfma(x0, u, y01)
+            y11 = vfma(x1, u, y11)
+            y21 = vfma(x2, u, y21)
+            y31 = vfma(x3, u, y31)
+            u = vbroadcast(upad[kp], d, j0 + 2)
+            y02 = vfma(x0, u, y02)
+            y12 = vfma(x1, u, y12)
+            y22 = vfma(x2, u, y22)
+            y32 = vfma(x3, u, y32)
+            u = vbroadcast(upad[kp], d, j0 + 3)
+            y03 = vfma(x0, u, y03)
+            y13 = vfma(x1, u, y13)
+            y23 = vfma(x2, u, y23)
+            y33 = vfma(x3, u, y33)
+        x0 = vload(xe, j0 + 0, b0 + 0 * lanes)
+        x1 = vload(xe, j0 + 0, b0 + 1 * lanes)
+        x2 = vload(xe, j0 + 0, b0 + 2 * lanes)
+        x3 = vload(xe, j0 + 0, b0 + 3 * lanes)
+        u = vbroadcast(upad[kp], j0 + 0, j0 + 0)
+        y00 = vfma(x0, u, y00)
+        y10 = vfma(x1, u, y10)
+        y20 = vfma(x2, u, y20)
+        y30 = vfma(x3, u, y30)
+        u = vbroadcast(upad[kp], j0 + 0, j0 + 1)
+        y01 = vfma(x0, u, y01)
+        y11 = vfma(x1, u, y11)
+        y21 = vfma(x2, u, y21)
+        y31 = vfma(x3, u, y31)
+        u = vbroadcast(upad[kp], j0 + 0, j0 + 2)
+        y02 = vfma(x0, u, y02)
+        y12 = vfma(x1, u, y12)
+        y22 = vfma(x2, u, y22)
+        y32 = vfma(x3, u, y32)
+        u = vbroadcast(upad[kp], j0 + 0, j0 + 3)
+        y03 = vfma(x0, u, y03)
+        y13 = vfma(x1, u, y13)
+        y23 = vfma(x2, u, y23)
+        y33 = vfma(x3, u, y33)
+        if j0 + 1 < n_features:  # row j0 + 1 of the diagonal block: columns from j0 + 1 on
+            x0 = vload(xe, j0 + 1, b0 + 0 * lanes)
+            x1 = vload(xe, j0 + 1, b0 + 1 * lanes)
+            x2 = vload(xe, j0 + 1, b0 + 2 * lanes)
+            x3 = vload(xe, j0 + 1, b0 + 3 * lanes)
+            u = vbroadcast(upad[kp], j0 + 1, j0 + 1)
+            y01 = vfma(x0, u, y01)
+            y11 = vfma(x1, u, y11)
+            y21 = vfma(x2, u, y21)
+            y31 = vfma(x3, u, y31)
+            u = vbroadcast(upad[kp], j0 + 1, j0 + 2)
+            y02 = vfma(x0, u, y02)
+            y12 = vfma(x1, u, y12)
+            y22 = vfma(x2, u, y22)
+            y32 = vfma(x3, u, y32)
+            u = vbroadcast(upad[kp], j0 + 1, j0 + 3)
+            y03 = vfma(x0, u, y03)
+            y13 = vfma(x1, u, y13)
+            y23 = vfma(x2, u, y23)
+            y33 = vfma(x3, u, y33)
+        if j0 + 2 < n_features:  # row j0 + 2 of the diagonal block: columns from j0 + 2 on
+            x0 = vload(xe, j0 + 2, b0 + 0 * lanes)
+            x1 = vload(xe, j0 + 2, b0 + 1 * lanes)
+            x2 = vload(xe, j0 + 2, b0 + 2 * lanes)
+            x3 = vload(xe, j0 + 2, b0 + 3 * lanes)
+            u = vbroadcast(upad[kp], j0 + 2, j0 + 2)
+            y02 = vfma(x0, u, y02)
+            y12 = vfma(x1, u, y12)
+            y22 = vfma(x2, u, y22)
+            y32 = vfma(x3, u, y32)
+            u = vbroadcast(upad[kp], j0 + 2, j0 + 3)
+            y03 = vfma(x0, u, y03)
+            y13 = vfma(x1, u, y13)
+            y23 = vfma(x2, u, y23)
+            y33 = vfma(x3, u, y33)
+        if j0 + 3 < n_features:  # row j0 + 3 of the diagonal block: columns from j0 + 3 on
+            x0 = vload(xe, j0 + 3, b0 + 0 * lanes)
+            x1 = vload(xe, j0 + 3, b0 + 1 * lanes)
+            x2 = vload(xe, j0 + 3, b0 + 2 * lanes)
+            x3 = vload(xe, j0 + 3, b0 + 3 * lanes)
+            u = vbroadcast(upad[kp], j0 + 3, j0 + 3)
+            y03 = vfma(x0, u, y03)
+            y13 = vfma(x1, u, y13)
+            y23 = vfma(x2, u, y23)
+            y33 = vfma(x3, u, y33)
+        q0 = vsquare_add(y00, q0)
+        q0 = vsquare_add(y01, q0)
+        q0 = vsquare_add(y02, q0)
+        q0 = vsquare_add(y03, q0)
+        q1 = vsquare_add(y10, q1)
+        q1 = vsquare_add(y11, q1)
+        q1 = vsquare_add(y12, q1)
+        q1 = vsquare_add(y13, q1)
+        q2 = vsquare_add(y20, q2)
+        q2 = vsquare_add(y21, q2)
+        q2 = vsquare_add(y22, q2)
+        q2 = vsquare_add(y23, q2)
+        q3 = vsquare_add(y30, q3)
+        q3 = vsquare_add(y31, q3)
+        q3 = vsquare_add(y32, q3)
+        q3 = vsquare_add(y33, q3)
+    vstore_flat(q, b0 + 0 * lanes, q0)
+    vstore_flat(q, b0 + 1 * lanes, q1)
+    vstore_flat(q, b0 + 2 * lanes, q2)
+    vstore_flat(q, b0 + 3 * lanes, q3)
+
+
+@jit(inline="always")
+def _outer_8x3(xw, xp, mp, k, nt, d0, e0, acc):
+    """acc[d0 + i, e] += sum_b xw[b, d0 + i] (xp[b, e] - mp[k, e]) for i < 8, e0 <= e < e0 + 24."""
+    m0 = vload(mp, k, e0 + 0)
+    m1 = vload(mp, k, e0 + 8)
+    m2 = vload(mp, k, e0 + 16)
+    zero = vzero(acc)
+    a00 = zero
+    a01 = zero
+    a02 = zero
+    a10 = zero
+    a11 = zero
+    a12 = zero
+    a20 = zero
+    a21 = zero
+    a22 = zero
+    a30 = zero
+    a31 = zero
+    a32 = zero
+    a40 = zero
+    a41 = zero
+    a42 = zero
+    a50 = zero
+    a51 = zero
+    a52 = zero
+    a60 = zero
+    a61 = zero
+    a62 = zero
+    a70 = zero
+    a71 = zero
+    a72 = zero
+    for b in range(nt):
+        c0 = vsub(vload(xp, b, e0 + 0), m0)
+        c1 = vsub(vload(xp, b, e0 + 8), m1)
+        c2 = vsub(vload(xp, b, e0 + 16), m2)
+        w = vbroadcast(xw, b, d0 + 0)
+        a00 = vfma(w, c0, a00)
+        a01 = vfma(w, c1, a01)
+        a02 = vfma(w, c2, a02)
+        w = vbroadcast(xw, b, d0 + 1)
+        a10 = vfma(w, c0, a10)
+        a11 = vfma(w, c1, a11)
+        a12 = vfma(w, c2, a12)
+        w = vbroadcast(xw, b, d0 + 2)
+        a20 = vfma(w, c0, a20)
+        a21 = vfma(w, c1, a21)
+        a22 = vfma(w, c2, a22)
+        w = vbroadcast(xw, b, d0 + 3)
+        a30 = vfma(w, c0, a30)
+        a31 = vfma(w, c1, a31)
+        a32 = vfma(w, c2, a32)
+        w = vbroadcast(xw, b, d0 + 4)
+        a40 = vfma(w, c0, a40)
+        a41 = vfma(w, c1, a41)
+        a42 = vfma(w, c2, a42)
+        w = vbroadcast(xw, b, d0 + 5)
+        a50 = vfma(w, c0, a50)
+        a51 = vfma(w, c1, a51)
+        a52 = vfma(w, c2, a52)
+        w = vbroadcast(xw, b, d0 + 6)
+        a60 = vfma(w, c0, a60)
+        a61 = vfma(w, c1, a61)
+        a62 = vfma(w, c2, a62)
+        w = vbroadcast(xw, b, d0 + 7)
+        a70 = vfma(w, c0, a70)
+        a71 = vfma(w, c1, a71)
+        a72 = vfma(w, c2, a72)
+    vadd_to(acc, d0 + 0, e0 + 0, a00)
+    vadd_to(acc, d0 + 0, e0 + 8, a01)
+    vadd_to(acc, d0 + 0, e0 + 16, a02)
+    vadd_to(acc, d0 + 1, e0 + 0, a10)
+    vadd_to(acc, d0 + 1, e0 + 8, a11)
+    vadd_to(acc, d0 + 1, e0 + 16, a12)
+    vadd_to(acc, d0 + 2, e0 + 0, a20)
+    vadd_to(acc, d0 + 2, e0 + 8, a21)
+    vadd_to(acc, d0 + 2, e0 + 16, a22)
+    vadd_to(acc, d0 + 3, e0 + 0, a30)
+    vadd_to(acc, d0 + 3, e0 + 8, a31)
+    vadd_to(acc, d0 + 3, e0 + 16, a32)
+    vadd_to(acc, d0 + 4, e0 + 0, a40)
+    vadd_to(acc, d0 + 4, e0 + 8, a41)
+    vadd_to(acc, d0 + 4, e0 + 16, a42)
+    vadd_to(acc, d0 + 5, e0 + 0, a50)
+    vadd_to(acc, d0 + 5, e0 + 8, a51)
+    vadd_to(acc, d0 + 5, e0 + 16, a52)
+    vadd_to(acc, d0 + 6, e0 + 0, a60)
+    vadd_to(acc, d0 + 6, e0 + 8, a61)
+    vadd_to(acc, d0 + 6, e0 + 16, a62)
+    vadd_to(acc, d0 + 7, e0 + 0, a70)
+    vadd_to(acc, d0 + 7, e0 + 8, a71)
+    vadd_to(acc, d0 + 7, e0 + 16, a72)
+
+
+@jit(inline="always")
+def _outer_8x2(xw, xp, mp, k, nt, d0, e0, acc):
+    """acc[d0 + i, e] += sum_b xw[b, d0 + i] (xp[b, e] - mp[k, e]) for i < 8, e0 <= e < e0 + 16."""
+    m0 = vload(mp, k, e0 + 0)
+    m1 = vload(mp, k, e0 + 8)
+    zero = vzero(acc)
+    a00 = zero
+    a01 = zero
+    a10 = zero
+    a11 = zero
+    a20 = zero
+    a21 = zero
+    a30 = zero
+    a31 = zero
+    a40 = zero
+    a41 = zero
+    a50 = zero
+    a51 = zero
+    a60 = zero
+    a61 = zero
+    a70 = zero
+    a71 = zero
+    for b in range(nt):
+        c0 = vsub(vload(xp, b, e0 + 0), m0)
+        c1 = vsub(vload(xp, b, e0 + 8), m1)
+        w = vbroadcast(xw, b, d0 + 0)
+        a00 = vfma(w, c0, a00)
+        a01 = vfma(w, c1, a01)
+        w = vbroadcast(xw, b, d0 + 1)
+        a10 = vfma(w, c0, a10)
+        a11 = vfma(w, c1, a11)
+        w = vbroadcast(xw, b, d0 + 2)
+        a20 = vfma(w, c0, a20)
+        a21 = vfma(w, c1, a21)
+        w = vbroadcast(xw, b, d0 + 3)
+        a30 = vfma(w, c0, a30)
+        a31 = vfma(w, c1, a31)
+        w = vbroadcast(xw, b, d0 + 4)
+        a40 = vfma(w, c0, a40)
+        a41 = vfma(w, c1, a41)
+        w = vbroadcast(xw, b, d0 + 5)
+        a50 = vfma(w, c0, a50)
+        a51 = vfma(w, c1, a51)
+        w = vbroadcast(xw, b, d0 + 6)
+        a60 = vfma(w, c0, a60)
+        a61 = vfma(w, c1, a61)
+        w = vbroadcast(xw, b, d0 + 7)
+        a70 = vfma(w, c0, a70)
+        a71 = vfma(w, c1, a71)
+    vadd_to(acc, d0 + 0, e0 + 0, a00)
+    vadd_to(acc, d0 + 0, e0 + 8, a01)
+    vadd_to(acc, d0 + 1, e0 + 0, a10)
+    vadd_to(acc, d0 + 1, e0 + 8, a11)
+    vadd_to(acc, d0 + 2, e0 + 0, a20)
+    vadd_to(acc, d0 + 2, e0 + 8, a21)
+    vadd_to(acc, d0 + 3, e0 + 0, a30)
+    vadd_to(acc, d0 + 3, e0 + 8, a31)
+    vadd_to(acc, d0 + 4, e0 + 0, a40)
+    vadd_to(acc, d0 + 4, e0 + 8, a41)
+    vadd_to(acc, d0 + 5, e0 + 0, a50)
+    vadd_to(acc, d0 + 5, e0 + 8, a51)
+    vadd_to(acc, d0 + 6, e0 + 0, a60)
+    vadd_to(acc, d0 + 6, e0 + 8, a61)
+    vadd_to(acc, d0 + 7, e0 + 0, a70)
+    vadd_to(acc, d0 + 7, e0 + 8, a71)
+
+
+@jit(inline="always")
+def _outer_8x1(xw, xp, mp, k, nt, d0, e0, acc):
+    """acc[d0 + i, e] += sum_b xw[b, d0 + i] (xp[b, e] - mp[k, e]) for i < 8, e0 <= e < e0 + 8."""
+    m0 = vload(mp, k, e0 + 0)
+    zero = vzero(acc)
+    a00 = zero
+    a10 = zero
+    a20 = zero
+    a30 = zero
+    a40 = zero
+    a50 = zero
+    a60 = zero
+    a70 = zero
+    for b in range(nt):
+        c0 = vsub(vload(xp, b, e0 + 0), m0)
+        w = vbroadcast(xw, b, d0 + 0)
+        a00 = vfma(w, c0, a00)
+        w = vbroadcast(xw, b, d0 + 1)
+        a10 = vfma(w, c0, a10)
+        w = vbroadcast(xw, b, d0 + 2)
+        a20 = vfma(w, c0, a20)
+        w = vbroadcast(xw, b, d0 + 3)
+        a30 = vfma(w, c0, a30)
+        w = vbroadcast(xw, b, d0 + 4)
+        a40 = vfma(w, c0, a40)
+        w = vbroadcast(xw, b, d0 + 5)
+        a50 = vfma(w, c0, a50)
+        w = vbroadcast(xw, b, d0 + 6)
+        a60 = vfma(w, c0, a60)
+        w = vbroadcast(xw, b, d0 + 7)
+        a70 = vfma(w, c0, a70)
+    vadd_to(acc, d0 + 0, e0 + 0, a00)
+    vadd_to(acc, d0 + 1, e0 + 0, a10)
+    vadd_to(acc, d0 + 2, e0 + 0, a20)
+    vadd_to(acc, d0 + 3, e0 + 0, a30)
+    vadd_to(acc, d0 + 4, e0 + 0, a40)
+    vadd_to(acc, d0 + 5, e0 + 0, a50)
+    vadd_to(acc, d0 + 6, e0 + 0, a60)
+    vadd_to(acc, d0 + 7, e0 + 0, a70)
+
+
+@jit(inline="always")
+def _weighted_4v(xp, nt, mp, k, wr, xw, acc1, c0):
+    """xw[b, c] = wr[b] (xp[b, c] - mp[k, c]) and acc1[0, c] += sum_b xw[b, c], c0 <= c < c0 + 32."""
+    m0 = vload(mp, k, c0 + 0)
+    m1 = vload(mp, k, c0 + 8)
+    m2 = vload(mp, k, c0 + 16)
+    m3 = vload(mp, k, c0 + 24)
+    zero = vzero(xw)
+    even0 = zero
+    odd0 = zero
+    even1 = zero
+    odd1 = zero
+    even2 = zero
+    odd2 = zero
+    even3 = zero
+    odd3 = zero
+    b = 0
+    while b + 2 <= nt:  # two sums per column, by row parity: half the add latency per row
+        w = vsplat(xw, wr[b + 0])
+        v = vmul(vsub(vload(xp, b + 0, c0 + 0), m0), w)
+        vstore(xw, b + 0, c0 + 0, v)
+        even0 = vadd(even0, v)
+        v = vmul(vsub(vload(xp, b + 0, c0 + 8), m1), w)
+        vstore(xw, b + 0, c0 + 8, v)
+        even1 = vadd(even1, v)
+        v = vmul(vsub(vload(xp, b + 0, c0 + 16), m2), w)
+        vstore(xw, b + 0, c0 + 16, v)
+        even2 = vadd(even2, v)
+        v = vmul(vsub(vload(xp, b + 0, c0 + 24), m3), w)
+        vstore(xw, b + 0, c0 + 24, v)
+        even3 = vadd(even3, v)
+        w = vsplat(xw, wr[b + 1])
+        v = vmul(vsub(vload(xp, b + 1, c0 + 0), m0), w)
+        vstore(xw, b + 1, c0 + 0, v)
+        odd0 = vadd(odd0, v)
+        v = vmul(vsub(vload(xp, b + 1, c0 + 8), m1), w)
+        vstore(xw, b + 1, c0 + 8, v)
+        odd1 = vadd(odd1, v)
+        v = vmul(vsub(vload(xp, b + 1, c0 + 16), m2), w)
+        vstore(xw, b + 1, c0 + 16, v)
+        odd2 = vadd(odd2, v)
+        v = vmul(vsub(vload(xp, b + 1, c0 + 24), m3), w)
+        vstore(xw, b + 1, c0 + 24, v)
+        odd3 = vadd(odd3, v)
+        b += 2
+    if b < nt:
+        w = vsplat(xw, wr[b])
+        v = vmul(vsub(vload(xp, b, c0 + 0), m0), w)
+        vstore(xw, b, c0 + 0, v)
+        even0 = vadd(even0, v)
+        v = vmul(vsub(vload(xp, b, c0 + 8), m1), w)
+        vstore(xw, b, c0 + 8, v)
+        even1 = vadd(even1, v)
+        v = vmul(vsub(vload(xp, b, c0 + 16), m2), w)
+        vstore(xw, b, c0 + 16, v)
+        even2 = vadd(even2, v)
+        v = vmul(vsub(vload(xp, b, c0 + 24), m3), w)
+        vstore(xw, b, c0 + 24, v)
+        even3 = vadd(even3, v)
+    vadd_to(acc1, 0, c0 + 0, vadd(even0, odd0))
+    vadd_to(acc1, 0, c0 + 8, vadd(even1, odd1))
+    vadd_to(acc1, 0, c0 + 16, vadd(even2, odd2))
+    vadd_to(acc1, 0, c0 + 24, vadd(even3, odd3))
+
+
+@jit(inline="always")
+def _weighted_1v(xp, nt, mp, k, wr, xw, acc1, c0):
+    """xw[b, c] = wr[b] (xp[b, c] - mp[k, c]) and acc1[0, c] += sum_b xw[b, c], c0 <= c < c0 + 8."""
+    m0 = vload(mp, k, c0 + 0)
+    zero = vzero(xw)
+    even0 = zero
+    odd0 = zero
+    b = 0
+    while b + 2 <= nt:  # two sums per column, by row parity: half the add latency per row
+        w = vsplat(xw, wr[b + 0])
+        v = vmul(vsub(vload(xp, b + 0, c0 + 0), m0), w)
+        vstore(xw, b + 0, c0 + 0, v)
+        even0 = vadd(even0, v)
+        w = vsplat(xw, wr[b + 1])
+        v = vmul(vsub(vload(xp, b + 1, c0 + 0), m0), w)
+        vstore(xw, b + 1, c0 + 0, v)
+        odd0 = vadd(odd0, v)
+        b += 2
+    if b < nt:
+        w = vsplat(xw, wr[b])
+        v = vmul(vsub(vload(xp, b, c0 + 0), m0), w)
+        vstore(xw, b, c0 + 0, v)
+        even0 = vadd(even0, v)
+    vadd_to(acc1, 0, c0 + 0, vadd(even0, odd0))
+
+
+# ------------------------------------------------------------------ tile drivers
+@jit(inline="always")
+def padded_precision(prec, dtype, enabled):
+    """Upper triangles of ``prec`` (K, D, D) as (K, D, C) in ``dtype``, zero below the diagonal and in
+    columns D .. C - 1 (C = D rounded up to ``E_BLOCK_COLUMNS``); a (K, D, 0) array if not ``enabled``."""
+    n_kp, n_features = prec.shape[0], prec.shape[1]
+    n_cols = (n_features + E_BLOCK_COLUMNS - 1) // E_BLOCK_COLUMNS * E_BLOCK_COLUMNS if enabled else 0
+    out = np.zeros((n_kp, n_features, n_cols), dtype=dtype)
+    if enabled:
+        for k in range(n_kp):
+            for d in range(n_features):
+                for j in range(d, n_features):
+                    out[k, d, j] = prec[k, d, j]
+    return out
+
+
+@jit()
+def quadratic_form_rows(xe, nt, upad, kp, q):
+    """q[b] = ||xe[:, b]^T U||^2 for b < nt (and a few lanes past it), U = ``upad[kp]``.
+
+    ``xe`` is the centred tile (D, T) in the data's precision, ``q`` float64 (T,);
+    T must be a multiple of 4 vectors (32 float64 or 64 float32 rows).
+    """
+    lanes = vlanes(xe)
+    for b0 in range(0, nt, 4 * lanes):
+        _quadratic_form_4x4(xe, b0, upad, kp, q)
+
+
+@jit(inline="always")
+def _aligned_zeros(n_rows, n_cols):
+    """A zeroed float64 (n_rows, n_cols) array whose data start on a 64-byte boundary."""
+    raw = np.zeros(n_rows * n_cols + 8)
+    offset = ((64 - raw.ctypes.data % 64) % 64) // 8
+    return raw[offset : offset + n_rows * n_cols].reshape((n_rows, n_cols))
+
+
+@jit(inline="always")
+def row_buffers(tile_rows, n_features, enabled):
+    """(xp, xw): zeroed float64 (tile_rows, D8) buffers, D8 = D rounded up to 8 (0 if not ``enabled``).
+
+    Rows start on 64-byte boundaries, an odd number of cache lines apart.
+    """
+    n_padded = (n_features + 7) // 8 * 8 if enabled else 0
+    stride = n_padded + 8 if n_padded % 16 == 0 and enabled else n_padded
+    both = _aligned_zeros(2 * tile_rows, stride)
+    return both[:tile_rows, :n_padded], both[tile_rows:, :n_padded]
+
+
+@jit(inline="always")
+def padded_means(means, n_padded):
+    """``means`` (K, D) as a float64 (K, n_padded) array, zero in the extra columns."""
+    out = np.zeros((means.shape[0], n_padded))
+    if n_padded > 0:
+        for k in range(means.shape[0]):
+            for d in range(means.shape[1]):
+                out[k, d] = means[k, d]
+    return out
+
+
+@jit(inline="always")
+def copy_rows_padded(X, t0, nt, xp):
+    """xp[b, :D] = X[t0 + b] for b < nt, in float64."""
+    for b in range(nt):
+        for d in range(X.shape[1]):
+            xp[b, d] = X[t0 + b, d]
+
+
+@jit()
+def weighted_moments(xp, nt, mp, k, wr, xw, s1, s2):
+    """Tile sums around ``mp[k]``: s1[0, d] += sum_b wr_b c_bd, s2[d, e] += sum_b wr_b c_bd c_be, e >= d.
+
+    c_b = xp[b] - mp[k] (rows b < nt); ``s2`` (D8, D8) gets whole 8 x 8 blocks on and above
+    the diagonal (the entries below it in diagonal blocks are filled too, never read);
+    ``xw`` is overwritten with the weighted centred rows.
+    """
+    n_padded = xp.shape[1]
+    c = 0
+    while c + 32 <= n_padded:
+        _weighted_4v(xp, nt, mp, k, wr, xw, s1, c)
+        c += 32
+    while c < n_padded:
+        _weighted_1v(xp, nt, mp, k, wr, xw, s1, c)
+        c += 8
+    for d0 in range(0, n_padded, 8):
+        e0 = d0
+        while e0 + 24 <= n_padded:
+            _outer_8x3(xw, xp, mp, k, nt, d0, e0, s2)
+            e0 += 24
+        if e0 + 16 <= n_padded:
+            _outer_8x2(xw, xp, mp, k, nt, d0, e0, s2)
+        elif e0 + 8 <= n_padded:
+            _outer_8x1(xw, xp, mp, k, nt, d0, e0, s2)
+
+
+@jit(inline="always")
+def add_block_moments(acc1, acc2, part_S1, part_S2, blk):
+    """part_S1[blk] += acc1 and the upper triangles of part_S2[blk] += acc2; then zero acc1, acc2."""
+    n_features = part_S1.shape[2]
+    for k in range(part_S1.shape[1]):
+        for d in range(n_features):
+            part_S1[blk, k, d] += acc1[k, 0, d]
+    for ks in range(part_S2.shape[1]):
+        for d in range(n_features):
+            for e in range(d, n_features):
+                part_S2[blk, ks, d, e] += acc2[ks, d, e]
+    acc1[:] = 0.0
+    acc2[:] = 0.0
+
+
+# ------------------------------------------------------------------ float32 sums (accumulation="float32")
+# The same M-step on 16-lane float32 vectors: a float32 row-major tile copy, float32 weighted rows, and
+# products summed in float32 over ONE tile only; each accumulator is then widened to float64 and added
+# into the float64 block accumulators (``vadd_to_widened``), so the float32 rounding is bounded by the
+# tile's length (at most 256 rows), whatever the number of rows in the block. Blocks of 8 rows of S2
+# start on the 16-column vector holding their diagonal: 16 features run 16 FMAs per row (float64: 24).
+
+
+#: rows per float32 sum: the float32 rounding is bounded by this many terms, and one sweep of a block
+#: down the rows (4 cache lines a row) stays within L1 (256 rows measured 1.7x slower per row)
+SUM32_ROWS = 128
+
+
+@intrinsic
+def vadd_to_widened(typingctx, ary, r, c, v):
+    """``ary[r, c : c + lanes] += v`` with ``v`` (float32 lanes) widened to ``ary``'s float64 first."""
+    wide = Vec(types.float64, v.lanes)
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1:3], args[1:3])
+        vptr = builder.bitcast(ptr, context.get_value_type(wide).as_pointer())
+        widened = builder.fpext(args[3], context.get_value_type(wide))
+        builder.store(builder.fadd(builder.load(vptr, align=8), widened), vptr, align=8)
+        return context.get_dummy_value()
+
+    return types.void(ary, r, c, v), codegen
+
+
+@jit(inline="always")
+def _outer32_8x3(xw, xp, mp, k, nt, d0, e0, acc):
+    """acc[d0 + i, e] += float64(sum_b xw[b, d0 + i] (xp[b, e] - mp[k, e])), i < 8, e0 <= e < e0 + 48.
+
+    The sums over b run in float32 (``xw``, ``xp``, ``mp`` float32); ``acc`` is float64.
+    """
+    m0 = vload(mp, k, e0 + 0)
+    m1 = vload(mp, k, e0 + 16)
+    m2 = vload(mp, k, e0 + 32)
+    zero = vzero(xp)
+    a00 = zero
+    a01 = zero
+    a02 = zero
+    a10 = zero
+    a11 = zero
+    a12 = zero
+    a20 = zero
+    a21 = zero
+    a22 = zero
+    a30 = zero
+    a31 = zero
+    a32 = zero
+    a40 = zero
+    a41 = zero
+    a42 = zero
+    a50 = zero
+    a51 = zero
+    a52 = zero
+    a60 = zero
+    a61 = zero
+    a62 = zero
+    a70 = zero
+    a71 = zero
+    a72 = zero
+    for b in range(nt):
+        c0 = vsub(vload(xp, b, e0 + 0), m0)
+        c1 = vsub(vload(xp, b, e0 + 16), m1)
+        c2 = vsub(vload(xp, b, e0 + 32), m2)
+        w = vbroadcast(xw, b, d0 + 0)
+        a00 = vfma(w, c0, a00)
+        a01 = vfma(w, c1, a01)
+        a02 = vfma(w, c2, a02)
+        w = vbroadcast(xw, b, d0 + 1)
+        a10 = vfma(w, c0, a10)
+        a11 = vfma(w, c1, a11)
+        a12 = vfma(w, c2, a12)
+        w = vbroadcast(xw, b, d0 + 2)
+        a20 = vfma(w, c0, a20)
+        a21 = vfma(w, c1, a21)
+        a22 = vfma(w, c2, a22)
+        w = vbroadcast(xw, b, d0 + 3)
+        a30 = vfma(w, c0, a30)
+        a31 = vfma(w, c1, a31)
+        a32 = vfma(w, c2, a32)
+        w = vbroadcast(xw, b, d0 + 4)
+        a40 = vfma(w, c0, a40)
+        a41 = vfma(w, c1, a41)
+        a42 = vfma(w, c2, a42)
+        w = vbroadcast(xw, b, d0 + 5)
+        a50 = vfma(w, c0, a50)
+        a51 = vfma(w, c1, a51)
+        a52 = vfma(w, c2, a52)
+        w = vbroadcast(xw, b, d0 + 6)
+        a60 = vfma(w, c0, a60)
+        a61 = vfma(w, c1, a61)
+        a62 = vfma(w, c2, a62)
+        w = vbroadcast(xw, b, d0 + 7)
+        a70 = vfma(w, c0, a70)
+        a71 = vfma(w, c1, a71)
+        a72 = vfma(w, c2, a72)
+    vadd_to_widened(acc, d0 + 0, e0 + 0, a00)
+    vadd_to_widened(acc, d0 + 0, e0 + 16, a01)
+    vadd_to_widened(acc, d0 + 0, e0 + 32, a02)
+    vadd_to_widened(acc, d0 + 1, e0 + 0, a10)
+    vadd_to_widened(acc, d0 + 1, e0 + 16, a11)
+    vadd_to_widened(acc, d0 + 1, e0 + 32, a12)
+    vadd_to_widened(acc, d0 + 2, e0 + 0, a20)
+    vadd_to_widened(acc, d0 + 2, e0 + 16, a21)
+    vadd_to_widened(acc, d0 + 2, e0 + 32, a22)
+    vadd_to_widened(acc, d0 + 3, e0 + 0, a30)
+    vadd_to_widened(acc, d0 + 3, e0 + 16, a31)
+    vadd_to_widened(acc, d0 + 3, e0 + 32, a32)
+    vadd_to_widened(acc, d0 + 4, e0 + 0, a40)
+    vadd_to_widened(acc, d0 + 4, e0 + 16, a41)
+    vadd_to_widened(acc, d0 + 4, e0 + 32, a42)
+    vadd_to_widened(acc, d0 + 5, e0 + 0, a50)
+    vadd_to_widened(acc, d0 + 5, e0 + 16, a51)
+    vadd_to_widened(acc, d0 + 5, e0 + 32, a52)
+    vadd_to_widened(acc, d0 + 6, e0 + 0, a60)
+    vadd_to_widened(acc, d0 + 6, e0 + 16, a61)
+    vadd_to_widened(acc, d0 + 6, e0 + 32, a62)
+    vadd_to_widened(acc, d0 + 7, e0 + 0, a70)
+    vadd_to_widened(acc, d0 + 7, e0 + 16, a71)
+    vadd_to_widened(acc, d0 + 7, e0 + 32, a72)
+
+
+@jit(inline="always")
+def _outer32_8x2(xw, xp, mp, k, nt, d0, e0, acc):
+    """:func:`_outer32_8x3` for e0 <= e < e0 + 32."""
+    m0 = vload(mp, k, e0 + 0)
+    m1 = vload(mp, k, e0 + 16)
+    zero = vzero(xp)
+    a00 = zero
+    a01 = zero
+    a10 = zero
+    a11 = zero
+    a20 = zero
+    a21 = zero
+    a30 = zero
+    a31 = zero
+    a40 = zero
+    a41 = zero
+    a50 = zero
+    a51 = zero
+    a60 = zero
+    a61 = zero
+    a70 = zero
+    a71 = zero
+    for b in range(nt):
+        c0 = vsub(vload(xp, b, e0 + 0), m0)
+        c1 = vsub(vload(xp, b, e0 + 16), m1)
+        w = vbroadcast(xw, b, d0 + 0)
+        a00 = vfma(w, c0, a00)
+        a01 = vfma(w, c1, a01)
+        w = vbroadcast(xw, b, d0 + 1)
+        a10 = vfma(w, c0, a10)
+        a11 = vfma(w, c1, a11)
+        w = vbroadcast(xw, b, d0 + 2)
+        a20 = vfma(w, c0, a20)
+        a21 = vfma(w, c1, a21)
+        w = vbroadcast(xw, b, d0 + 3)
+        a30 = vfma(w, c0, a30)
+        a31 = vfma(w, c1, a31)
+        w = vbroadcast(xw, b, d0 + 4)
+        a40 = vfma(w, c0, a40)
+        a41 = vfma(w, c1, a41)
+        w = vbroadcast(xw, b, d0 + 5)
+        a50 = vfma(w, c0, a50)
+        a51 = vfma(w, c1, a51)
+        w = vbroadcast(xw, b, d0 + 6)
+        a60 = vfma(w, c0, a60)
+        a61 = vfma(w, c1, a61)
+        w = vbroadcast(xw, b, d0 + 7)
+        a70 = vfma(w, c0, a70)
+        a71 = vfma(w, c1, a71)
+    vadd_to_widened(acc, d0 + 0, e0 + 0, a00)
+    vadd_to_widened(acc, d0 + 0, e0 + 16, a01)
+    vadd_to_widened(acc, d0 + 1, e0 + 0, a10)
+    vadd_to_widened(acc, d0 + 1, e0 + 16, a11)
+    vadd_to_widened(acc, d0 + 2, e0 + 0, a20)
+    vadd_to_widened(acc, d0 + 2, e0 + 16, a21)
+    vadd_to_widened(acc, d0 + 3, e0 + 0, a30)
+    vadd_to_widened(acc, d0 + 3, e0 + 16, a31)
+    vadd_to_widened(acc, d0 + 4, e0 + 0, a40)
+    vadd_to_widened(acc, d0 + 4, e0 + 16, a41)
+    vadd_to_widened(acc, d0 + 5, e0 + 0, a50)
+    vadd_to_widened(acc, d0 + 5, e0 + 16, a51)
+    vadd_to_widened(acc, d0 + 6, e0 + 0, a60)
+    vadd_to_widened(acc, d0 + 6, e0 + 16, a61)
+    vadd_to_widened(acc, d0 + 7, e0 + 0, a70)
+    vadd_to_widened(acc, d0 + 7, e0 + 16, a71)
+
+
+@jit(inline="always")
+def _outer32_8x1(xw, xp, mp, k, nt, d0, e0, acc):
+    """:func:`_outer32_8x3` for e0 <= e < e0 + 16 (two sums per row by parity: 16 accumulators)."""
+    m0 = vload(mp, k, e0 + 0)
+    zero = vzero(xp)
+    a0 = zero
+    a1 = zero
+    a2 = zero
+    a3 = zero
+    a4 = zero
+    a5 = zero
+    a6 = zero
+    a7 = zero
+    o0 = zero
+    o1 = zero
+    o2 = zero
+    o3 = zero
+    o4 = zero
+    o5 = zero
+    o6 = zero
+    o7 = zero
+    b = 0
+    while b + 2 <= nt:
+        c0 = vsub(vload(xp, b, e0), m0)
+        c1 = vsub(vload(xp, b + 1, e0), m0)
+        a0 = vfma(vbroadcast(xw, b, d0 + 0), c0, a0)
+        o0 = vfma(vbroadcast(xw, b + 1, d0 + 0), c1, o0)
+        a1 = vfma(vbroadcast(xw, b, d0 + 1), c0, a1)
+        o1 = vfma(vbroadcast(xw, b + 1, d0 + 1), c1, o1)
+        a2 = vfma(vbroadcast(xw, b, d0 + 2), c0, a2)
+        o2 = vfma(vbroadcast(xw, b + 1, d0 + 2), c1, o2)
+        a3 = vfma(vbroadcast(xw, b, d0 + 3), c0, a3)
+        o3 = vfma(vbroadcast(xw, b + 1, d0 + 3), c1, o3)
+        a4 = vfma(vbroadcast(xw, b, d0 + 4), c0, a4)
+        o4 = vfma(vbroadcast(xw, b + 1, d0 + 4), c1, o4)
+        a5 = vfma(vbroadcast(xw, b, d0 + 5), c0, a5)
+        o5 = vfma(vbroadcast(xw, b + 1, d0 + 5), c1, o5)
+        a6 = vfma(vbroadcast(xw, b, d0 + 6), c0, a6)
+        o6 = vfma(vbroadcast(xw, b + 1, d0 + 6), c1, o6)
+        a7 = vfma(vbroadcast(xw, b, d0 + 7), c0, a7)
+        o7 = vfma(vbroadcast(xw, b + 1, d0 + 7), c1, o7)
+        b += 2
+    if b < nt:
+        c0 = vsub(vload(xp, b, e0), m0)
+        a0 = vfma(vbroadcast(xw, b, d0 + 0), c0, a0)
+        a1 = vfma(vbroadcast(xw, b, d0 + 1), c0, a1)
+        a2 = vfma(vbroadcast(xw, b, d0 + 2), c0, a2)
+        a3 = vfma(vbroadcast(xw, b, d0 + 3), c0, a3)
+        a4 = vfma(vbroadcast(xw, b, d0 + 4), c0, a4)
+        a5 = vfma(vbroadcast(xw, b, d0 + 5), c0, a5)
+        a6 = vfma(vbroadcast(xw, b, d0 + 6), c0, a6)
+        a7 = vfma(vbroadcast(xw, b, d0 + 7), c0, a7)
+    vadd_to_widened(acc, d0 + 0, e0, vadd(a0, o0))
+    vadd_to_widened(acc, d0 + 1, e0, vadd(a1, o1))
+    vadd_to_widened(acc, d0 + 2, e0, vadd(a2, o2))
+    vadd_to_widened(acc, d0 + 3, e0, vadd(a3, o3))
+    vadd_to_widened(acc, d0 + 4, e0, vadd(a4, o4))
+    vadd_to_widened(acc, d0 + 5, e0, vadd(a5, o5))
+    vadd_to_widened(acc, d0 + 6, e0, vadd(a6, o6))
+    vadd_to_widened(acc, d0 + 7, e0, vadd(a7, o7))
+
+
+@jit(inline="always")
+def _weighted32_1v(xp, nt, mp, k, wr, xw, acc1, c0):
+    """xw[b, c] = wr[b] (xp[b, c] - mp[k, c]) in float32 and acc1[0, c] += float64(sum_b xw[b, c]),
+    c0 <= c < c0 + 16."""
+    m0 = vload(mp, k, c0)
+    zero = vzero(xw)
+    even0 = zero
+    odd0 = zero
+    b = 0
+    while b + 2 <= nt:  # two sums per column, by row parity: half the add latency per row
+        v = vmul(vsub(vload(xp, b, c0), m0), vsplat(xw, wr[b]))
+        vstore(xw, b, c0, v)
+        even0 = vadd(even0, v)
+        v = vmul(vsub(vload(xp, b + 1, c0), m0), vsplat(xw, wr[b + 1]))
+        vstore(xw, b + 1, c0, v)
+        odd0 = vadd(odd0, v)
+        b += 2
+    if b < nt:
+        v = vmul(vsub(vload(xp, b, c0), m0), vsplat(xw, wr[b]))
+        vstore(xw, b, c0, v)
+        even0 = vadd(even0, v)
+    vadd_to_widened(acc1, 0, c0, vadd(even0, odd0))
+
+
+@jit(inline="always")
+def row_buffers32(tile_rows, n_features, enabled):
+    """(xp, xw): zeroed float32 (tile_rows, D16) buffers, D16 = D rounded up to 16 (0 if not ``enabled``).
+
+    Rows start on 64-byte boundaries, an odd number of cache lines apart.
+    """
+    n_padded = (n_features + 15) // 16 * 16 if enabled else 0
+    stride = n_padded + 16 if n_padded % 32 == 0 and enabled else n_padded
+    raw = np.zeros(2 * tile_rows * stride + 16, dtype=np.float32)
+    offset = ((64 - raw.ctypes.data % 64) % 64) // 4
+    both = raw[offset : offset + 2 * tile_rows * stride].reshape((2 * tile_rows, stride))
+    return both[:tile_rows, :n_padded], both[tile_rows:, :n_padded]
+
+
+@jit(inline="always")
+def padded_means32(means, n_padded):
+    """``means`` (K, D) as a float32 (K, n_padded) array, zero in the extra columns."""
+    out = np.zeros((means.shape[0], n_padded), dtype=np.float32)
+    if n_padded > 0:
+        for k in range(means.shape[0]):
+            for d in range(means.shape[1]):
+                out[k, d] = means[k, d]
+    return out
+
+
+@jit()
+def weighted_moments32(xp, nt, mp, k, wr, xw, s1, s2):
+    """:func:`weighted_moments` with float32 tile sums: ``xp``, ``mp``, ``wr``, ``xw`` float32 (D16
+    columns), ``s1`` (1, D16) and ``s2`` (D16, D16) float64.
+
+    The rows b < nt run in slices of ``SUM32_ROWS``: each sum over a slice is taken in float32, then
+    widened and added to ``s1``, ``s2``; ``s2`` gets 8-row blocks from the 16-column vector holding
+    their diagonal on (entries below the diagonal are filled too, never read).
+    """
+    n_padded = xp.shape[1]
+    for r0 in range(0, nt, SUM32_ROWS):
+        ns = min(SUM32_ROWS, nt - r0)
+        xps = xp[r0:]
+        xws = xw[r0:]
+        wrs = wr[r0:]
+        for c in range(0, n_padded, 16):
+            _weighted32_1v(xps, ns, mp, k, wrs, xws, s1, c)
+        for d0 in range(0, n_padded, 8):
+            e0 = d0 // 16 * 16
+            while e0 + 48 <= n_padded:
+                _outer32_8x3(xws, xps, mp, k, ns, d0, e0, s2)
+                e0 += 48
+            if e0 + 32 <= n_padded:
+                _outer32_8x2(xws, xps, mp, k, ns, d0, e0, s2)
+            elif e0 + 16 <= n_padded:
+                _outer32_8x1(xws, xps, mp, k, ns, d0, e0, s2)
+
+
+# ------------------------------------------------------------------ either precision of the sums
+def moment_buffers(tile_rows, n_features, means_acc, enabled):
+    """(xp, xw, mp) for :func:`tile_moments` in ``means_acc``'s precision (numba only).
+
+    float64: :func:`row_buffers` and :func:`padded_means` (D rounded up to 8 columns); float32:
+    :func:`row_buffers32` and :func:`padded_means32` (16 columns). Zero columns if not ``enabled``.
+    """
+    raise NotImplementedError  # numba only, see the overload below
+
+
+@overload(moment_buffers, inline="always")
+def _moment_buffers_impl(tile_rows, n_features, means_acc, enabled):
+    # chosen at compile time: each precision compiles only its own tile functions
+    if means_acc.dtype == types.float32:
+
+        def impl32(tile_rows, n_features, means_acc, enabled):
+            xp, xw = row_buffers32(tile_rows, n_features, enabled)
+            return xp, xw, padded_means32(means_acc, xp.shape[1])
+
+        return impl32
+
+    def impl64(tile_rows, n_features, means_acc, enabled):
+        xp, xw = row_buffers(tile_rows, n_features, enabled)
+        return xp, xw, padded_means(means_acc, xp.shape[1])
+
+    return impl64
+
+
+def tile_moments(xp, nt, mp, k, wr, xw, s1, s2):
+    """:func:`weighted_moments` (float64 ``xp``) or :func:`weighted_moments32` (float32), numba only."""
+    raise NotImplementedError  # numba only, see the overload below
+
+
+@overload(tile_moments, inline="always")
+def _tile_moments_impl(xp, nt, mp, k, wr, xw, s1, s2):
+    if xp.dtype == types.float32:
+        return lambda xp, nt, mp, k, wr, xw, s1, s2: weighted_moments32(xp, nt, mp, k, wr, xw, s1, s2)
+    return lambda xp, nt, mp, k, wr, xw, s1, s2: weighted_moments(xp, nt, mp, k, wr, xw, s1, s2)

@@ -1,0 +1,164 @@
+"""The explicit-vector full/tied tiles (``fastem._kernels.gaussian_simd``) against NumPy formulas.
+
+Each tile function is called from a small jitted wrapper on random data, for
+numbers of features that are and are not multiples of the vector blocks
+(4 columns of U, 8 features), for full and partial tiles, float64 and float32.
+The tiles are plain LLVM vector IR, so they run (if slowly) on hosts without
+AVX-512 as well.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fastem._kernels._config import jit
+from fastem._kernels.gaussian_simd import (
+    add_block_moments,
+    copy_rows_padded,
+    padded_means,
+    padded_means32,
+    padded_precision,
+    quadratic_form_rows,
+    row_buffers,
+    row_buffers32,
+    weighted_moments,
+    weighted_moments32,
+)
+
+TILE = 128
+#: the full/tied kernel's tile with float32 sums (gaussian.FLOAT32_SUMS_TILE_ROWS)
+TILE32 = 256
+
+
+@jit()
+def _quadratic_forms(xe, nt, prec, kp):
+    upad = padded_precision(prec, xe.dtype, True)
+    q = np.full(TILE, np.nan)
+    quadratic_form_rows(xe, nt, upad, kp, q)
+    return q, upad
+
+
+@jit()
+def _moments(X, t0, nt, means, wr, n_components, tied):
+    n_features = X.shape[1]
+    xp, xw = row_buffers(TILE, n_features, True)
+    mp = padded_means(means, xp.shape[1])
+    acc1 = np.zeros((n_components, 1, xp.shape[1]))
+    acc2 = np.zeros((1 if tied else n_components, xp.shape[1], xp.shape[1]))
+    part_S1 = np.zeros((2, n_components, n_features))
+    part_S2 = np.zeros((2, acc2.shape[0], n_features, n_features))
+    copy_rows_padded(X, t0, nt, xp)
+    for k in range(n_components):
+        weighted_moments(xp, nt, mp, k, wr[k], xw, acc1[k], acc2[0 if tied else k])
+    add_block_moments(acc1, acc2, part_S1, part_S2, 1)
+    return part_S1, part_S2, acc1, acc2
+
+
+@jit()
+def _moments32(X, t0, nt, means, wr, n_components, tied, n_tiles):
+    # n_tiles tiles of the same rows and weights, as a block of several tiles would add them
+    n_features = X.shape[1]
+    xp, xw = row_buffers32(TILE32, n_features, True)
+    mp = padded_means32(means, xp.shape[1])
+    acc1 = np.zeros((n_components, 1, xp.shape[1]))
+    acc2 = np.zeros((1 if tied else n_components, xp.shape[1], xp.shape[1]))
+    part_S1 = np.zeros((2, n_components, n_features))
+    part_S2 = np.zeros((2, acc2.shape[0], n_features, n_features))
+    copy_rows_padded(X, t0, nt, xp)
+    for _ in range(n_tiles):
+        for k in range(n_components):
+            weighted_moments32(xp, nt, mp, k, wr[k], xw, acc1[k], acc2[0 if tied else k])
+    add_block_moments(acc1, acc2, part_S1, part_S2, 1)
+    return part_S1, part_S2, acc1, acc2, xp, xw
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 5, 8, 13, 16, 21])
+def test_quadratic_form_rows(n_features, dtype):
+    rng = np.random.default_rng(n_features)
+    n_kp, kp = 3, 1
+    prec = rng.normal(size=(n_kp, n_features, n_features))  # the part below the diagonal must be ignored
+    xe = rng.normal(size=(n_features, TILE))
+    U = np.triu(prec[kp])
+    for nt in (TILE, 77, 1):
+        q, upad = _quadratic_forms(xe.astype(dtype), nt, prec.astype(dtype), kp)
+        X, P = xe.astype(dtype).astype(np.float64), np.triu(prec[kp].astype(dtype).astype(np.float64))
+        expected = ((X[:, :nt].T @ P) ** 2).sum(axis=1)
+        tol = 1e-13 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(q[:nt], expected, rtol=tol, atol=0)
+        assert np.all(np.isfinite(q[:nt]))
+    # U is copied upper-triangular, zero-padded to a multiple of 4 columns
+    assert upad.shape == (n_kp, n_features, -(-n_features // 4) * 4)
+    np.testing.assert_array_equal(upad[kp, :, :n_features], U.astype(dtype))
+    assert not upad[:, :, n_features:].any()
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n_features", [1, 3, 8, 9, 16, 24, 33])
+@pytest.mark.parametrize("tied", [False, True])
+def test_weighted_moments(n_features, dtype, tied):
+    rng = np.random.default_rng(100 + n_features)
+    n_components, t0 = 3, 5
+    X = (3.0 + rng.normal(size=(t0 + TILE + 2, n_features))).astype(dtype)
+    means = rng.normal(size=(n_components, n_features)) + 3.0
+    wr = rng.random((n_components, TILE))
+    wr[1, ::3] = 0.0
+    for nt in (TILE, 37, 1):
+        part_S1, part_S2, acc1, acc2 = _moments(X, t0, nt, means, wr, n_components, tied)
+        rows = X[t0 : t0 + nt].astype(np.float64)
+        S2_expected = np.zeros((1 if tied else n_components, n_features, n_features))
+        for k in range(n_components):
+            centred = rows - means[k]
+            w = wr[k, :nt]
+            np.testing.assert_allclose(
+                part_S1[1, k], w @ centred, rtol=1e-13, atol=1e-13 * (np.abs(w) @ np.abs(centred)).max()
+            )
+            S2_expected[0 if tied else k] += (centred * w[:, None]).T @ centred
+        upper = np.triu(np.ones((n_features, n_features), dtype=bool))
+        scale = np.abs(S2_expected).max()
+        np.testing.assert_allclose(
+            part_S2[1][:, upper], S2_expected[:, upper], rtol=1e-13, atol=1e-14 * scale
+        )
+        assert not part_S2[1][:, ~upper].any()  # only the upper triangle is written
+        assert not part_S1[0].any() and not part_S2[0].any()  # other blocks untouched
+        assert not acc1.any() and not acc2.any()  # zeroed for the next block
+
+
+@pytest.mark.parametrize("n_features", [1, 5, 8, 16, 17, 33, 48, 64, 70])
+@pytest.mark.parametrize("tied", [False, True])
+def test_weighted_moments32(n_features, tied):
+    """float32 tile sums: within 1e-5 of the float64 sums of the same float32 numbers.
+
+    Each sum runs over one tile (at most 256 rows) in float32, so its error is a few float32 roundings
+    of the tile's terms: measured up to 8e-7 of the sum of |terms| here; held to 1e-5. The tile is
+    added 3 times into the float64 accumulators, as a block's tiles are.
+    """
+    rng = np.random.default_rng(200 + n_features)
+    n_components, t0, n_tiles = 3, 5, 3
+    X = (3.0 + rng.normal(size=(t0 + TILE32 + 2, n_features))).astype(np.float32)
+    means = (rng.normal(size=(n_components, n_features)) + 3.0).astype(np.float32)
+    wr = rng.random((n_components, TILE32)).astype(np.float32)
+    wr[1, ::3] = 0.0
+    upper = np.triu(np.ones((n_features, n_features), dtype=bool))
+    for nt in (TILE32, 131, 1):
+        part_S1, part_S2, acc1, acc2, xp, xw = _moments32(X, t0, nt, means, wr, n_components, tied, n_tiles)
+        assert xp.dtype == np.float32 and xw.dtype == np.float32
+        assert xp.shape[1] == -(-n_features // 16) * 16
+        rows = X[t0 : t0 + nt].astype(np.float64)
+        S2_expected = np.zeros((1 if tied else n_components, n_features, n_features))
+        S2_scale = np.zeros_like(S2_expected)
+        for k in range(n_components):
+            centred = rows - means[k].astype(np.float64)
+            w = wr[k, :nt].astype(np.float64)
+            scale1 = n_tiles * (np.abs(w) @ np.abs(centred))
+            err1 = np.abs(part_S1[1, k] - n_tiles * (w @ centred))
+            assert np.all(err1 <= 1e-5 * scale1.max()), (err1 / scale1.max()).max()
+            S2_expected[0 if tied else k] += n_tiles * (centred * w[:, None]).T @ centred
+            S2_scale[0 if tied else k] += n_tiles * (np.abs(centred) * w[:, None]).T @ np.abs(centred)
+        got, want, scale = part_S2[1][:, upper], S2_expected[:, upper], S2_scale[:, upper]
+        assert np.all(np.abs(got - want) <= 1e-5 * scale), (np.abs(got - want) / scale).max()
+        assert np.all(np.isfinite(got))
+        assert not part_S2[1][:, ~upper].any()  # only the upper triangle is written
+        assert not part_S1[0].any() and not part_S2[0].any()  # other blocks untouched
+        assert not acc1.any() and not acc2.any()  # zeroed for the next block
