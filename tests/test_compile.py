@@ -139,9 +139,8 @@ def test_notice_names_float32_sums():
     stream = io.StringIO()
     notice = _compile._Notice(stream)
     notice.enabled = True
-    dispatcher = types.SimpleNamespace(
-        py_func=types.SimpleNamespace(__module__="fastem._kernels.gaussian", __name__="_blocks_diag_spherical")
-    )
+    kernel = types.SimpleNamespace(__module__="fastem._kernels.gaussian", __name__="_blocks_diag_spherical")
+    dispatcher = types.SimpleNamespace(py_func=kernel)
     data = types.SimpleNamespace(dtype="float32")
     # the kernel's arguments: X, sample_weight, log_norm, means, means_acc (float32 sums), ...
     notice.on_start(dispatcher, (data, None, None, None, types.SimpleNamespace(dtype="float32")))
