@@ -84,11 +84,11 @@ from .gaussian_simd import (
     SIMD_TILES,
     add_block_moments,
     copy_rows_padded,
-    padded_means,
+    moment_buffers,
     padded_precision,
     quadratic_form_rows,
-    row_buffers,
-    weighted_moments,
+    tile_moments,
+    use_moments32,
 )
 from .gaussian_tiles import _outer_upper_tile, _quadratic_form_tile
 
@@ -380,11 +380,11 @@ def _blocks_full_tied(
     lse = wide[row + 5]
     lbl = _aligned(1, tile_rows, np.int64)[0]
     # AVX-512 hosts: register-blocked tiles in explicit vectors (gaussian_simd) for the E-step,
-    # and for the M-step with float64 sums; zero-size buffers where they are not used
+    # and for the M-step (float32 sums: float32 vectors, summed over one tile, then added in
+    # float64 to acc1, acc2); zero-size buffers where they are not used
     upad = padded_precision(prec, X.dtype, SIMD_TILES)
-    simd_moments = SIMD_TILES and accumulate and means_acc.itemsize == 8
-    xp, xwr = row_buffers(tile_rows, n_features, simd_moments)
-    mp = padded_means(means_acc, xp.shape[1])
+    simd_moments = SIMD_TILES and accumulate and (means_acc.itemsize == 8 or use_moments32(n_features))
+    xp, xwr, mp = moment_buffers(tile_rows, n_features, means_acc, simd_moments)
     acc1 = np.zeros((n_components if simd_moments else 0, 1, xp.shape[1]))
     acc2 = np.zeros((part_S2.shape[1] if simd_moments else 0, xp.shape[1], xp.shape[1]))
     for blk in range(blk_start, blk_stop):
@@ -438,7 +438,7 @@ def _blocks_full_tied(
                     continue  # every term is exactly zero
                 part_R[blk, k] += r_sum
                 if simd_moments:  # S1, S2 summed over the block in acc1, acc2
-                    weighted_moments(xp, nt, mp, k, wr, xwr, acc1[k], acc2[0 if tied else k])
+                    tile_moments(xp, nt, mp, k, wr, xwr, acc1[k], acc2[0 if tied else k])
                     continue
                 for d in range(n_features):
                     m = means_acc[k, d]
@@ -613,6 +613,12 @@ def _gaussian_pass(
                         acc_worst_x)  # fmt: skip
     if accumulate:
         if float32_sums:
+            # the move is linear in the moments: apply it once to the chunk's totals, not to every
+            # block's partials (measured 0.46 s of a 1.2 s pass at 2e5 x 64, K=32: 49 blocks)
+            totals = [np.zeros((1, *acc.shape)) for acc in (acc_R, acc_S1, acc_S2)]
+            for part, total in zip((part_R, part_S1, part_S2), totals, strict=True):
+                add_partials(part, total[0])
+            part_R, part_S1, part_S2 = totals
             _shift_partials(part_R, part_S1, part_S2, means_acc - means, cov_code)
         add_partials(part_R, acc_R)
         add_partials(part_S1, acc_S1)

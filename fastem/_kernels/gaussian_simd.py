@@ -625,10 +625,11 @@ def add_block_moments(acc1, acc2, part_S1, part_S2, blk):
 
 # ------------------------------------------------------------------ float32 sums (accumulation="float32")
 # The same M-step on 16-lane float32 vectors: a float32 row-major tile copy, float32 weighted rows, and
-# products summed in float32 over ONE tile only; each accumulator is then widened to float64 and added
-# into the float64 block accumulators (``vadd_to_widened``), so the float32 rounding is bounded by the
-# tile's length (at most 256 rows), whatever the number of rows in the block. Blocks of 8 rows of S2
-# start on the 16-column vector holding their diagonal: 16 features run 16 FMAs per row (float64: 24).
+# products summed in float32 over at most SUM32_ROWS rows of one tile; each accumulator is then widened
+# to float64 and added into the float64 block accumulators (``vadd_to_widened``), so the float32
+# rounding is bounded by SUM32_ROWS terms whatever the number of rows in the block. Blocks of 8 rows of
+# S2 start on the 16-column vector holding their diagonal (wasteful below 48 features: use_moments32).
+# Measured (whole pass, 2 threads, 2e5 x 64, K=32): 1.09x H-F's transposed float32 tiles.
 
 
 #: rows per float32 sum: the float32 rounding is bounded by this many terms, and one sweep of a block
@@ -954,6 +955,19 @@ def weighted_moments32(xp, nt, mp, k, wr, xw, s1, s2):
 
 
 # ------------------------------------------------------------------ either precision of the sums
+@jit(inline="always")
+def use_moments32(n_features):
+    """Whether :func:`weighted_moments32` beats the transposed float32 tiles of :mod:`.gaussian` here.
+
+    Its 16-column vectors start at each 8-row block's diagonal, so few features waste many lanes:
+    measured side by side (2 threads, whole pass) 0.82x the transposed tiles at D=16, 0.75x at D=24,
+    1.0x at D=32, 0.94x at D=40, but 1.06x at D=48 and 1.09x at D=64. Used from 48 features, when
+    the padding to 16 columns adds at most an eighth.
+    """
+    n_padded = (n_features + 15) // 16 * 16
+    return n_features >= 48 and 8 * (n_padded - n_features) <= n_features
+
+
 def moment_buffers(tile_rows, n_features, means_acc, enabled):
     """(xp, xw, mp) for :func:`tile_moments` in ``means_acc``'s precision (numba only).
 
