@@ -204,3 +204,58 @@ def test_float32_sums_pass_with_many_features(kind):
     scale = R.sum() if kind == "tied" else R[:, None]
     got, want = stats.S2[:, upper[0], upper[1]] / scale, S2[:, upper[0], upper[1]] / scale
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+_FIT_WITHOUT_AVX512 = """
+import sys
+import numpy as np
+from fastem import GaussianMixture
+from fastem._kernels.gaussian_simd import SIMD_TILES
+
+assert not SIMD_TILES, "the child process was meant to compile without AVX-512"
+X, means, precisions = (np.load(sys.argv[1])[key] for key in ("X", "means", "precisions"))
+out = {}
+for kind in ("full", "tied"):
+    prec = precisions if kind == "full" else precisions[0]
+    gm = GaussianMixture(3, covariance_type=kind, max_iter=5, tol=0, weights_init=np.full(3, 1 / 3),
+                         means_init=means, precisions_init=prec, random_state=0)
+    gm.fit(X)
+    out[kind + "_means"], out[kind + "_cov"] = gm.means_, gm.covariances_
+np.savez(sys.argv[2], **out)
+"""
+
+
+def test_full_and_tied_fits_on_a_host_without_avx512(tmp_path):
+    """The loop-vectorised tiles (no AVX-512: SIMD_TILES false) give the fit the SIMD tiles give."""
+    import os
+    import subprocess
+    import sys
+
+    from fastem import GaussianMixture
+
+    rng = np.random.default_rng(7)
+    X = np.concatenate([rng.normal(c, 1.0, (700, 11)) for c in (-3.0, 0.0, 3.0)]) @ rng.normal(size=(11, 11))
+    means = X[[0, 900, 1800]].copy()
+    precision = np.linalg.inv(np.cov(X.T))
+    precisions = np.repeat((precision + precision.T)[None] / 2, 3, axis=0)
+    np.savez(tmp_path / "in.npz", X=X, means=means, precisions=precisions)
+    env = dict(
+        os.environ,
+        NUMBA_CACHE_DIR=str(tmp_path / "cache"),  # kernels compiled for this CPU model only
+        NUMBA_CPU_NAME="haswell",
+        NUMBA_CPU_FEATURES="+64bit,+avx,+avx2,+fma,+sse4.2,+popcnt,+f16c,+bmi,+bmi2,+lzcnt,+movbe,-avx512f",
+        FASTEM_COMPILE_NOTICE="0",
+    )
+    script = tmp_path / "fit.py"
+    script.write_text(_FIT_WITHOUT_AVX512)
+    subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],
+        env=env, check=True, timeout=600,
+    )  # fmt: skip
+    child = np.load(tmp_path / "out.npz")
+    for kind in ("full", "tied"):
+        prec = precisions if kind == "full" else precisions[0]
+        gm = GaussianMixture(3, covariance_type=kind, max_iter=5, tol=0, weights_init=np.full(3, 1 / 3),
+                             means_init=means, precisions_init=prec, random_state=0).fit(X)  # fmt: skip
+        np.testing.assert_allclose(child[kind + "_means"], gm.means_, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(child[kind + "_cov"], gm.covariances_, rtol=1e-12, atol=1e-12)
