@@ -81,12 +81,12 @@ from ._blocks import add_partials, merge_block_scalars, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._vector_width import prefer_wide_vectors
 from .gaussian_simd import (
-    SIMD_TILES,
     add_block_moments,
     copy_rows_padded,
     moment_buffers,
     padded_precision,
     quadratic_form_rows,
+    simd_tiles_for,
     tile_moments,
     use_moments32,
 )
@@ -382,8 +382,9 @@ def _blocks_full_tied(
     # AVX-512 hosts: register-blocked tiles in explicit vectors (gaussian_simd) for the E-step,
     # and for the M-step (float32 sums: float32 vectors, summed over one tile, then added in
     # float64 to acc1, acc2); zero-size buffers where they are not used
-    upad = padded_precision(prec, X.dtype, SIMD_TILES)
-    simd_moments = SIMD_TILES and accumulate and (means_acc.itemsize == 8 or use_moments32(n_features))
+    simd_tiles = simd_tiles_for(n_features)
+    upad = padded_precision(prec, X.dtype, simd_tiles)
+    simd_moments = simd_tiles and accumulate and (means_acc.itemsize == 8 or use_moments32(n_features))
     xp, xwr, mp = moment_buffers(tile_rows, n_features, means_acc, simd_moments)
     acc1 = np.zeros((n_components if simd_moments else 0, 1, xp.shape[1]))
     acc2 = np.zeros((part_S2.shape[1] if simd_moments else 0, xp.shape[1], xp.shape[1]))
@@ -408,7 +409,7 @@ def _blocks_full_tied(
                     m = means_acc[k, d]  # float32 sums: centred in float32 as well
                     for b in range(nt):
                         xe[d, b] = xt[d, b] - m
-                if SIMD_TILES:
+                if simd_tiles:
                     quadratic_form_rows(xe, nt, upad, kp, q)
                 else:
                     _quadratic_form_tile(xe, nt, prec, kp, q, y, z)
