@@ -34,7 +34,13 @@ of ``TILE_ROWS`` rows, two kinds:
 
 Per component, the centred tile gets the conditional means written into its
 missing entries, and the quadratic form and the moments run over the full tile
-with the complete-data helpers of :mod:`fastem._kernels.gaussian_tiles`.
+with the complete-data helpers: on AVX-512 hosts the quadratic form in the
+register-blocked micro-kernel of :mod:`fastem._kernels.gaussian_simd` (as the
+complete-data pass; the lanes of the tile past its rows are computed and ignored),
+elsewhere, and for the moments, those of :mod:`fastem._kernels.gaussian_tiles`.
+The per-row work with the components in the lanes (Lambda_MO e_O, the triangular
+solves) runs in explicit vectors of 8 components, since LLVM leaves a loop over a
+run-time count of 16 lanes to its scalar remainder.
 
 Expected statistics around the shift m_k (the current means, so e is x - m_k
 with the conditional mean filled in):
@@ -66,8 +72,10 @@ import numpy as np
 
 from ._blocks import add_partials, merge_block_scalars, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
+from ._simd import vfma, vload, vmul, vsplat, vstore, vsub, vzero
 from ._vector_width import prefer_wide_vectors
 from .gaussian import _aligned, _exp_shifted_row
+from .gaussian_simd import padded_precision, quadratic_form_rows, simd_tiles_for
 from .gaussian_tiles import _outer_upper_tile, _quadratic_form_tile
 
 _HALF_LOG_2PI = 0.9189385332046727
@@ -79,13 +87,40 @@ _LONG_RUN = 32
 
 
 @jit(inline="always")
+def _lanes_sub_product(g, i, f, r, l, n_lanes):
+    """g[i, :n] -= f[r, :n] g[l, :n] (n = ``n_lanes``), in explicit vectors of 8 and a scalar tail.
+
+    Written out because LLVM vectorises a loop over a run-time number of lanes by 32 at a time, leaving
+    16 components to its scalar remainder.
+    """
+    k0 = 0
+    while k0 + 8 <= n_lanes:
+        vstore(g, i, k0, vsub(vload(g, i, k0), vmul(vload(f, r, k0), vload(g, l, k0))))
+        k0 += 8
+    for k in range(k0, n_lanes):
+        g[i, k] -= f[r, k] * g[l, k]
+
+
+@jit(inline="always")
+def _lanes_scale(g, i, f, r, n_lanes):
+    """g[i, :n] *= f[r, :n] (n = ``n_lanes``), as :func:`_lanes_sub_product`."""
+    k0 = 0
+    while k0 + 8 <= n_lanes:
+        vstore(g, i, k0, vmul(vload(g, i, k0), vload(f, r, k0)))
+        k0 += 8
+    for k in range(k0, n_lanes):
+        g[i, k] *= f[r, k]
+
+
+@jit(inline="always")
 def _fill_tile_rows(xe, nt, p, k, pat_m, pat_miss_off, pat_miss, pat_obs, pat_fac_off, fac_L, lam_k, g, fill):
     """xe[M, :nt] <- delta for component k in a tile of rows of pattern ``p`` alone (rows in the lanes).
 
     ``xe`` holds the rows centred at component k's mean; delta = -L^-T L^-1 Lambda_MO e_O, also kept in
     fill[(k m + i) T + b] for the M-step.
     """
-    n_features, tile_rows = xe.shape
+    n_features = xe.shape[0]
+    tile_rows = g.shape[1]  # the stride of fill (xe's rows may be longer)
     n_lanes = lam_k.shape[2]
     m = pat_m[p]
     mo = pat_miss_off[p]
@@ -378,7 +413,10 @@ def _missing_block(
 
     # ---- tile buffers
     xt = _aligned(n_features, tile_rows, np.float64)  # the rows, NaN read as 0
-    xe = _aligned(n_features, tile_rows, np.float64)  # centred and filled, per component
+    # centred and filled, per component; SIMD tiles: rows an odd number of cache lines apart (gaussian_simd)
+    simd_tiles = dense and simd_tiles_for(n_features)
+    xe_stride = tile_rows + 8 if simd_tiles else tile_rows
+    xe = _aligned(n_features, xe_stride, np.float64)
     xw = _aligned(n_features, tile_rows, np.float64)
     obs = _aligned(n_features if not dense else 1, tile_rows, np.float64)  # diag/spherical: 1 observed
     a = _aligned(n_components, tile_rows, np.float64)
@@ -400,6 +438,8 @@ def _missing_block(
     # per incomplete row, components in the lanes: Lambda_MO e_O, then delta; per tile of one pattern, rows in
     # the lanes: the same, per component
     g_lanes = np.empty((max(m_max, 1), n_lanes))
+    lam_rows = lam_k.reshape((lam_k.shape[0] * lam_k.shape[1], lam_k.shape[2]))  # [mi * D + j, k]
+    fac_rows = fac_L.reshape((pat_fac_off[n_patterns], n_lanes))  # the factors' entries, lanes innermost
     g_rows = _aligned(max(m_max, 1), tile_rows, np.float64)
     rows = np.empty(tile_rows, dtype=np.int64)
     # the tile's missing entries (their flat index in a (D, tile_rows) buffer) and their conditional means,
@@ -407,10 +447,14 @@ def _missing_block(
     # one pattern: fill[(k * m + i) * tile_rows + b] for its i-th missing coordinate)
     ent_cap = tile_rows * m_max
     ent_at = np.empty(ent_cap, dtype=np.int64)
-    xe_flat = xe.reshape(n_features * tile_rows)
+    xe_flat = xe.reshape(n_features * xe_stride)
     fill = np.empty(n_components * ent_cap if dense else 0)
     inc_b = np.empty(tile_rows, dtype=np.int64)  # the tile's incomplete rows and their patterns
     inc_p = np.empty(tile_rows, dtype=np.int64)
+    # AVX-512 hosts (full/tied): the E-step's quadratic forms in the register-blocked tiles of gaussian_simd
+    # (its M-step kernel, on a row-major copy of the tile with m_k + delta_k written in per component,
+    # measured no faster here than the moments below); a zero-size U where unused
+    upad = padded_precision(prec, np.float64, simd_tiles)
     ll_sum = 0.0
     w_sum = 0.0
     worst = np.inf
@@ -477,37 +521,42 @@ def _missing_block(
                                 t += lam_k[mi, j, k] * (np.float64(X[row, j]) - means_t[j, k])
                             g_lanes[i, k] = t
                         continue
-                    for k in range(n_lanes):
-                        g_lanes[i, k] = 0.0
-                    for jo in range(n_features - m):
-                        j = pat_obs[oo + jo]
-                        v = np.float64(X[row, j])
-                        for k in range(n_lanes):
-                            g_lanes[i, k] += lam_k[mi, j, k] * (v - means_t[j, k])
+                    # components in explicit vectors of 8, summed in registers (a loop over the lanes
+                    # alone would leave K = 16 to LLVM's scalar remainder)
+                    k0 = 0
+                    while k0 + 8 <= n_lanes:
+                        t8 = vzero(g_lanes)
+                        for jo in range(n_features - m):
+                            j = pat_obs[oo + jo]
+                            centred = vsub(vsplat(g_lanes, X[row, j]), vload(means_t, j, k0))
+                            t8 = vfma(vload(lam_rows, mi * n_features + j, k0), centred, t8)
+                        vstore(g_lanes, i, k0, t8)
+                        k0 += 8
+                    for k in range(k0, n_lanes):
+                        t = 0.0
+                        for jo in range(n_features - m):
+                            j = pat_obs[oo + jo]
+                            t += lam_k[mi, j, k] * (np.float64(X[row, j]) - means_t[j, k])
+                        g_lanes[i, k] = t
                 if m == 1:  # delta = -g / Lambda_MM
                     for k in range(n_lanes):
                         r = fac_L[fo + k]
                         fill[k * n_tile_ent + n_ent] = -(g_lanes[0, k] * r) * r
-                    ent_at[n_ent] = pat_miss[mo] * tile_rows + b
+                    ent_at[n_ent] = pat_miss[mo] * xe_stride + b
                     n_ent += 1
                     continue
+                pf = pat_fac_off[p]  # row of fac_rows: pf + i (i + 1) / 2 + l for L[i, l]
                 for i in range(m):
-                    ti = fo + ((i * (i + 1)) // 2) * n_lanes
+                    ti = pf + (i * (i + 1)) // 2
                     for l in range(i):
-                        for k in range(n_lanes):
-                            g_lanes[i, k] -= fac_L[ti + l * n_lanes + k] * g_lanes[l, k]
-                    for k in range(n_lanes):
-                        g_lanes[i, k] *= fac_L[ti + i * n_lanes + k]
+                        _lanes_sub_product(g_lanes, i, fac_rows, ti + l, l, n_lanes)
+                    _lanes_scale(g_lanes, i, fac_rows, ti + i, n_lanes)
                 for i in range(m - 1, -1, -1):
                     for l in range(i + 1, m):
-                        tl = fo + ((l * (l + 1)) // 2) * n_lanes
-                        for k in range(n_lanes):
-                            g_lanes[i, k] -= fac_L[tl + i * n_lanes + k] * g_lanes[l, k]
-                    ti = fo + ((i * (i + 1)) // 2) * n_lanes
-                    for k in range(n_lanes):
-                        g_lanes[i, k] *= fac_L[ti + i * n_lanes + k]
+                        _lanes_sub_product(g_lanes, i, fac_rows, pf + (l * (l + 1)) // 2 + i, l, n_lanes)
+                    _lanes_scale(g_lanes, i, fac_rows, pf + (i * (i + 1)) // 2 + i, n_lanes)
                 for i in range(m):
-                    ent_at[n_ent + i] = pat_miss[mo + i] * tile_rows + b
+                    ent_at[n_ent + i] = pat_miss[mo + i] * xe_stride + b
                     for k in range(n_components):
                         fill[k * n_tile_ent + n_ent + i] = -g_lanes[i, k]
                 n_ent += m
@@ -529,7 +578,10 @@ def _missing_block(
                 else:
                     for e in range(n_ent):
                         xe_flat[ent_at[e]] = fill[k * n_tile_ent + e]
-                _quadratic_form_tile(xe, nt, prec, kp, q, y, z)
+                if simd_tiles:
+                    quadratic_form_rows(xe, nt, upad, kp, q)
+                else:
+                    _quadratic_form_tile(xe, nt, prec, kp, q, y, z)
                 c = log_norm[k]
                 for b in range(nt):
                     a[k, b] = c + adj[k, b] - 0.5 * q[b]
