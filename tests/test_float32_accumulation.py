@@ -9,15 +9,13 @@ fix named, before any work.
 
 from __future__ import annotations
 
-import io
-import json
 import warnings
-import zipfile
 
 import numpy as np
 import pytest
 import reference
 from conftest import make_mixture
+from model_files import rewrite_header
 from numpy.testing import assert_array_equal
 from sklearn.base import clone
 
@@ -185,19 +183,6 @@ def test_get_params_set_params_clone():
     assert gm._family().accumulation == "float32" and gm._family().config["accumulation"] == "float32"
 
 
-def _rewrite_header(path, edit):
-    with np.load(path, allow_pickle=False) as npz:
-        head = json.loads(npz["header.json"].decode())
-        arrays = {k: npz[k] for k in npz.files if k != "header.json"}
-    edit(head)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("header.json", json.dumps(head))
-        for name, a in arrays.items():
-            buf = io.BytesIO()
-            np.save(buf, a)
-            zf.writestr(name + ".npy", buf.getvalue())
-
-
 def test_model_file_round_trip_keeps_the_setting(data, tmp_path):
     X32, _ = data
     gm = GaussianMixture(3, random_state=0, max_iter=5, accumulation="float32").fit(X32)
@@ -209,7 +194,7 @@ def test_model_file_round_trip_keeps_the_setting(data, tmp_path):
     assert_array_equal(loaded.predict_proba(X32), gm.predict_proba(X32))
     # refitting the loaded model reproduces the fit, bit for bit
     assert_array_equal(clone(loaded).fit(X32).covariances_, gm.covariances_)
-    _rewrite_header(tmp_path / "m.npz", lambda h: h.pop("accumulation"))
+    rewrite_header(tmp_path / "m.npz", lambda h: h.pop("accumulation"))
     with pytest.raises(ModelFileError, match="accumulation"):
         fastem.load(tmp_path / "m.npz")
 
@@ -219,7 +204,7 @@ def test_model_file_written_before_the_setting_existed_loads_as_float64(data, tm
     gm = GaussianMixture(3, random_state=0, max_iter=3).fit(X32)
     gm.save(tmp_path / "old.npz")
     assert "accumulation" not in read_header(tmp_path / "old.npz")
-    _rewrite_header(tmp_path / "old.npz", lambda h: h["hyperparameters"].pop("accumulation"))
+    rewrite_header(tmp_path / "old.npz", lambda h: h["hyperparameters"].pop("accumulation"))
     loaded = fastem.load(tmp_path / "old.npz")
     assert loaded.accumulation == "float64"
     assert_array_equal(loaded.predict(X32), gm.predict(X32))

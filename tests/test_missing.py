@@ -10,10 +10,8 @@ bad input against what they must say.
 
 from __future__ import annotations
 
-import io
 import json
 import warnings
-import zipfile
 
 import numpy as np
 import pytest
@@ -21,6 +19,7 @@ import reference as ref
 import reference_missing as refm
 import reference_missing_expfam as refx
 from conftest import make_mixture
+from model_files import rewrite_header
 from numpy.testing import assert_allclose, assert_array_equal
 
 import fastem
@@ -400,19 +399,6 @@ def test_checkpoint_written_before_the_setting_existed_resumes_as_error(tmp_path
         GaussianMixture(3, random_state=0, max_iter=3, missing="marginalize").fit(X, checkpoint=ckpt)
 
 
-def _rewrite_header(path, edit):
-    with np.load(path, allow_pickle=False) as npz:
-        head = json.loads(npz["header.json"].decode())
-        arrays = {k: npz[k] for k in npz.files if k != "header.json"}
-    edit(head)
-    with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr("header.json", json.dumps(head))
-        for name, a in arrays.items():
-            buf = io.BytesIO()
-            np.save(buf, a)
-            zf.writestr(name + ".npy", buf.getvalue())
-
-
 def test_model_file_stores_the_setting(tmp_path, holes):
     X, Xm = holes
     gm = GaussianMixture(3, random_state=0, missing="marginalize").fit(Xm)
@@ -424,7 +410,7 @@ def test_model_file_stores_the_setting(tmp_path, holes):
     assert_array_equal(loaded.predict_proba(Xm), gm.predict_proba(Xm))
     assert_array_equal(loaded.impute(Xm), gm.impute(Xm))
     # a file whose header and hyper-parameters disagree is refused
-    _rewrite_header(tmp_path / "m.npz", lambda h: h.pop("missing"))
+    rewrite_header(tmp_path / "m.npz", lambda h: h.pop("missing"))
     with pytest.raises(ModelFileError, match="missing"):
         fastem.load(tmp_path / "m.npz")
 
@@ -433,11 +419,11 @@ def test_model_file_written_before_the_setting_existed_loads_as_error(tmp_path, 
     gm = GaussianMixture(3, random_state=0).fit(X)
     gm.save(tmp_path / "old.npz")
     assert "missing" not in read_header(tmp_path / "old.npz")  # the family's config says nothing
-    _rewrite_header(tmp_path / "old.npz", lambda h: h["hyperparameters"].pop("missing"))
+    rewrite_header(tmp_path / "old.npz", lambda h: h["hyperparameters"].pop("missing"))
     loaded = fastem.load(tmp_path / "old.npz")
     assert loaded.missing == "error"
     assert_array_equal(loaded.predict(X), gm.predict(X))
-    _rewrite_header(tmp_path / "old.npz", lambda h: h["hyperparameters"].update(missing="drop"))
+    rewrite_header(tmp_path / "old.npz", lambda h: h["hyperparameters"].update(missing="drop"))
     with pytest.raises(ModelFileError, match="Allowed values are"):
         fastem.load(tmp_path / "old.npz")
 
