@@ -195,8 +195,9 @@ def test_frequent_and_rare_patterns_in_one_block(kind):
 
 @pytest.mark.parametrize("kind", ["full", "tied"])
 def test_many_components_row_by_row(kind):
-    """K = 9: the row-by-row conditional means run with the components in the SIMD lanes (a full vector of
-    eight and a remainder); below eight components they are summed per component (the other tests)."""
+    """K = 9: the row-by-row conditional means, the per-pattern factorisation and Lambda_MM^-1 run with the
+    components in the SIMD lanes (a full vector of eight and a remainder); below eight components they are
+    summed per component (the other tests)."""
     X, _ = make_data(240, n_features=5, n_components=9, seed=17)
     Xm = with_holes(X, 0.3)
     init, params = start(X, kind, rows=tuple(range(0, 240, 27)))

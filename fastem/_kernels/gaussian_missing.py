@@ -38,9 +38,10 @@ with the complete-data helpers: on AVX-512 hosts the quadratic form in the
 register-blocked micro-kernel of :mod:`fastem._kernels.gaussian_simd` (as the
 complete-data pass; the lanes of the tile past its rows are computed and ignored),
 elsewhere, and for the moments, those of :mod:`fastem._kernels.gaussian_tiles`.
-The per-row work with the components in the lanes (Lambda_MO e_O, the triangular
-solves) runs in explicit vectors of 8 components, since LLVM leaves a loop over a
-run-time count of 16 lanes to its scalar remainder.
+The work with the components in the lanes (per row Lambda_MO e_O and the triangular
+solves; per pattern the factorisation, Lambda_MM^-1 and its gathering into the
+statistics) runs in explicit vectors of 8 components and a scalar tail, since LLVM
+leaves a loop over a run-time count of 16 lanes to its scalar remainder.
 
 Expected statistics around the shift m_k (the current means, so e is x - m_k
 with the conditional mean filled in):
@@ -283,39 +284,50 @@ def _missing_block(
                 o += 1
 
     # ---- per pattern, for all components at once (lanes): L L^T = Lambda_MM (packed lower triangle,
-    # row i at i (i + 1) / 2, lanes innermost, 1 / L_ii on the diagonal), log det L, Lambda_MM^-1
+    # row i at i (i + 1) / 2, lanes innermost, 1 / L_ii on the diagonal), log det L, Lambda_MM^-1.
+    # The lane loops run in explicit vectors of 8 components and a scalar tail (as the per-row work below)
     fac_L = np.empty(pat_fac_off[n_patterns] * n_lanes)
-    fac_C = np.empty(pat_fac_off[n_patterns] * n_lanes if accumulate else 0)
+    fac_Lr = fac_L.reshape((pat_fac_off[n_patterns], n_lanes))  # [packed entry, lane]
+    fac_C = np.empty((pat_fac_off[n_patterns] if accumulate else 0, n_lanes))  # Lambda_MM^-1, packed as L
     log_det_L = np.empty(n_patterns * n_lanes)
     pat_mass = np.zeros(n_patterns * n_lanes)  # sum of w r over the pattern's rows, per component
     n_fac = 1 if tied else n_lanes  # tied: one factorisation per pattern, copied into every lane after
-    lane = np.empty(n_lanes)
+    lam_fac = lam_k.reshape((lam_k.shape[0] * lam_k.shape[1], lam_k.shape[2]))  # [mi * D + j, k]
+    lane = np.empty((1, n_lanes))
     prod = np.empty(n_lanes)
     log_sum = np.empty(n_lanes)
-    inv_L = np.empty(m_max * m_max * n_lanes if accumulate else 0)  # L^-1, row-major, lanes innermost
+    inv_L = np.empty((m_max * m_max if accumulate else 0, n_lanes))  # L^-1, row-major [i * m + c, lane]
     for p in range(n_patterns):
         m = pat_m[p]
         mo = pat_miss_off[p]
-        fo = pat_fac_off[p] * n_lanes
+        pf = pat_fac_off[p]
         for k in range(n_fac):
             prod[k] = 1.0  # of the squared pivots: one log per factor, not per pivot
             log_sum[k] = 0.0
         for j in range(m):
             mj = pat_miss[mo + j]
-            tj = fo + ((j * (j + 1)) // 2) * n_lanes
-            for k in range(n_fac):
-                lane[k] = lam_k[mj, mj, k]
-            for l in range(j):
-                for k in range(n_fac):
-                    v = fac_L[tj + l * n_lanes + k]
-                    lane[k] -= v * v
-            jj = tj + j * n_lanes
+            tj = pf + (j * (j + 1)) // 2
+            k0 = 0
+            while k0 + 8 <= n_fac:
+                acc = vload(lam_fac, mj * n_features + mj, k0)
+                for l in range(j):
+                    v = vload(fac_Lr, tj + l, k0)
+                    acc = vsub(acc, vmul(v, v))
+                vstore(lane, 0, k0, acc)
+                k0 += 8
+            for k in range(k0, n_fac):
+                t = lam_k[mj, mj, k]
+                for l in range(j):
+                    v = fac_Lr[tj + l, k]
+                    t -= v * v
+                lane[0, k] = t
+            jj = tj + j
             out_of_range = False
             for k in range(n_fac):
                 floor = 2.2e-16 * abs(lam_k[mj, mj, k]) + 1e-300
-                t = lane[k] if lane[k] > floor else floor  # rounding made Lambda_MM singular: hold the pivot
+                t = lane[0, k] if lane[0, k] > floor else floor  # rounding made Lambda_MM singular: hold it
                 prod[k] *= t
-                fac_L[jj + k] = 1.0 / np.sqrt(t)
+                fac_Lr[jj, k] = 1.0 / np.sqrt(t)
                 out_of_range |= prod[k] < 1e-150 or prod[k] > 1e150
             if out_of_range:
                 for k in range(n_fac):
@@ -323,15 +335,20 @@ def _missing_block(
                         log_sum[k] += np.log(prod[k])
                         prod[k] = 1.0
             for i in range(j + 1, m):
-                ti = fo + ((i * (i + 1)) // 2) * n_lanes
+                ti = pf + (i * (i + 1)) // 2
                 mi = pat_miss[mo + i]
-                for k in range(n_fac):
-                    lane[k] = lam_k[mi, mj, k]
-                for l in range(j):
-                    for k in range(n_fac):
-                        lane[k] -= fac_L[ti + l * n_lanes + k] * fac_L[tj + l * n_lanes + k]
-                for k in range(n_fac):
-                    fac_L[ti + j * n_lanes + k] = lane[k] * fac_L[jj + k]
+                k0 = 0
+                while k0 + 8 <= n_fac:
+                    acc = vload(lam_fac, mi * n_features + mj, k0)
+                    for l in range(j):
+                        acc = vsub(acc, vmul(vload(fac_Lr, ti + l, k0), vload(fac_Lr, tj + l, k0)))
+                    vstore(fac_Lr, ti + j, k0, vmul(acc, vload(fac_Lr, jj, k0)))
+                    k0 += 8
+                for k in range(k0, n_fac):
+                    t = lam_k[mi, mj, k]
+                    for l in range(j):
+                        t -= fac_Lr[ti + l, k] * fac_Lr[tj + l, k]
+                    fac_Lr[ti + j, k] = t * fac_Lr[jj, k]
         for k in range(n_fac):
             log_det_L[p * n_lanes + k] = 0.5 * (log_sum[k] + np.log(prod[k]))
         if not accumulate:
@@ -339,28 +356,35 @@ def _missing_block(
         # W = L^-1 (lower), column by column; then Lambda_MM^-1 = W^T W (lower triangle, packed like L)
         for c in range(m):
             for i in range(c, m):
-                ti = fo + ((i * (i + 1)) // 2) * n_lanes
-                for k in range(n_fac):
-                    lane[k] = 1.0 if i == c else 0.0
-                for l in range(c, i):
-                    wl = (l * m + c) * n_lanes
-                    for k in range(n_fac):
-                        lane[k] -= fac_L[ti + l * n_lanes + k] * inv_L[wl + k]
-                wi = (i * m + c) * n_lanes
-                for k in range(n_fac):
-                    inv_L[wi + k] = lane[k] * fac_L[ti + i * n_lanes + k]
+                ti = pf + (i * (i + 1)) // 2
+                one = 1.0 if i == c else 0.0
+                k0 = 0
+                while k0 + 8 <= n_fac:
+                    acc = vsplat(inv_L, one)
+                    for l in range(c, i):
+                        acc = vsub(acc, vmul(vload(fac_Lr, ti + l, k0), vload(inv_L, l * m + c, k0)))
+                    vstore(inv_L, i * m + c, k0, vmul(acc, vload(fac_Lr, ti + i, k0)))
+                    k0 += 8
+                for k in range(k0, n_fac):
+                    t = one
+                    for l in range(c, i):
+                        t -= fac_Lr[ti + l, k] * inv_L[l * m + c, k]
+                    inv_L[i * m + c, k] = t * fac_Lr[ti + i, k]
         for i in range(m):
-            ti = fo + ((i * (i + 1)) // 2) * n_lanes
+            ti = pf + (i * (i + 1)) // 2
             for j in range(i + 1):
-                for k in range(n_fac):
-                    lane[k] = 0.0
-                for l in range(i, m):
-                    wa = (l * m + i) * n_lanes
-                    wb = (l * m + j) * n_lanes
-                    for k in range(n_fac):
-                        lane[k] += inv_L[wa + k] * inv_L[wb + k]
-                for k in range(n_fac):
-                    fac_C[ti + j * n_lanes + k] = lane[k]
+                k0 = 0
+                while k0 + 8 <= n_fac:
+                    acc = vzero(inv_L)
+                    for l in range(i, m):
+                        acc = vfma(vload(inv_L, l * m + i, k0), vload(inv_L, l * m + j, k0), acc)
+                    vstore(fac_C, ti + j, k0, acc)
+                    k0 += 8
+                for k in range(k0, n_fac):
+                    t = 0.0
+                    for l in range(i, m):
+                        t += inv_L[l * m + i, k] * inv_L[l * m + j, k]
+                    fac_C[ti + j, k] = t
 
     if tied:
         for p in range(n_patterns):
@@ -368,9 +392,9 @@ def _missing_block(
                 log_det_L[p * n_lanes + k] = log_det_L[p * n_lanes]
         for t in range(pat_fac_off[n_patterns]):
             for k in range(1, n_lanes):
-                fac_L[t * n_lanes + k] = fac_L[t * n_lanes]
+                fac_Lr[t, k] = fac_Lr[t, 0]
                 if accumulate:
-                    fac_C[t * n_lanes + k] = fac_C[t * n_lanes]
+                    fac_C[t, k] = fac_C[t, 0]
 
     # ---- the tile plan: rows of a pattern that fills at least _LONG_RUN rows of the block first, in tiles of
     # that pattern alone (rows in the SIMD lanes); the other rows (complete, or of rarer patterns) after them,
@@ -702,24 +726,33 @@ def _missing_block(
     if accumulate and dense:
         # the conditional covariances: per pattern and component, (sum of w r) Lambda_MM^-1 in the (M, M)
         # block, gathered with the components in the lanes (upper triangle: pat_miss is increasing)
-        cond = np.zeros((n_features, n_features, n_lanes))
+        cond = np.zeros((n_features * n_features, n_lanes))  # [mj * D + mi, lane]
+        mass = pat_mass.reshape((n_patterns, n_lanes))
         for p in range(n_patterns):
             m = pat_m[p]
             mo = pat_miss_off[p]
-            fo = pat_fac_off[p] * n_lanes
-            lo = p * n_lanes
+            pf = pat_fac_off[p]
             for i in range(m):
                 mi = pat_miss[mo + i]
-                ti = fo + ((i * (i + 1)) // 2) * n_lanes
+                ti = pf + (i * (i + 1)) // 2
                 for j in range(i + 1):
-                    mj = pat_miss[mo + j]
-                    for k in range(n_lanes):
-                        cond[mj, mi, k] += pat_mass[lo + k] * fac_C[ti + j * n_lanes + k]
+                    cj = pat_miss[mo + j] * n_features + mi
+                    k0 = 0
+                    while k0 + 8 <= n_lanes:
+                        vstore(
+                            cond,
+                            cj,
+                            k0,
+                            vfma(vload(mass, p, k0), vload(fac_C, ti + j, k0), vload(cond, cj, k0)),
+                        )
+                        k0 += 8
+                    for k in range(k0, n_lanes):
+                        cond[cj, k] += mass[p, k] * fac_C[ti + j, k]
         for k in range(n_components):
             kp = 0 if tied else k
             for d in range(n_features):
                 for e in range(d, n_features):
-                    loc_S2[0, kp, d, e] += cond[d, e, k]
+                    loc_S2[0, kp, d, e] += cond[d * n_features + e, k]
     part_ll[blk] = ll_sum
     part_w[blk] = w_sum
     part_worst[blk] = worst
