@@ -203,27 +203,6 @@ def _load_tile(X, sample_weight, t0, nt, xt, w):
             w[b] = 1.0
 
 
-@jit(inline="always")
-def _finish_tile(
-    a, nt, t0, w, mx, lbl, s, lse, ws, pbuf, ibuf, fbuf, out_logprob, out_label, out_resp, ll_sum, w_sum,
-    worst, worst_row,
-):  # fmt: skip
-    """Log-sum-exp of the tile's log densities ``a`` (K, T), the optional outputs and the block sums.
-
-    On return a[k, b] holds exp(a[k, b] - mx[b]) and ws[b] = w[b] / sum_k of them,
-    so that a[k, b] ws[b] is the weighted responsibility. Returns the block's
-    running sums updated: log-likelihood, weight, worst log-likelihood and its row.
-    """
-    n_components = a.shape[0]
-    # log-sum-exp with the running maximum
-    for b in range(nt):
-        s[b] = 0.0
-    for k in range(n_components):
-        _exp_shifted_row(a, k, mx, nt, pbuf, ibuf, fbuf, s)
-    return _close_tile(a, nt, t0, w, mx, lbl, s, lse, ws, out_logprob, out_label, out_resp, ll_sum, w_sum,
-                       worst, worst_row)  # fmt: skip
-
-
 def _exp_target(a, narrow):
     """Where a tile's exponentials go: ``a`` itself (float64 sums) or the float32 buffer ``narrow``."""
     raise NotImplementedError  # numba only, see the overload below
@@ -274,7 +253,12 @@ def _finish_tile_into(
     a, ea, nt, t0, w, mx, lbl, s, lse, ws, pbuf, bits, out_logprob, out_label, out_resp, ll_sum, w_sum,
     worst, worst_row,
 ):  # fmt: skip
-    """:func:`_finish_tile` with the exponentials written to ``ea``: ``a`` itself (float64 sums) or float32.
+    """Log-sum-exp of the tile's log densities ``a`` (K, T), the optional outputs and the block sums.
+
+    The exponentials exp(a[k, b] - mx[b]) are written to ``ea``: ``a`` itself
+    (float64 sums) or a float32 buffer; on return ws[b] = w[b] / sum_k of them,
+    so that ea[k, b] ws[b] is the weighted responsibility. Returns the block's
+    running sums updated: log-likelihood, weight, worst log-likelihood and its row.
 
     ``pbuf`` and ``bits`` are scratch rows of ``ea``'s dtype; with float32 ``ea``
     the differences a - mx are taken in float64 and the exponentials in float32
@@ -294,7 +278,7 @@ def _finish_tile_into(
 def _close_tile(
     a, nt, t0, w, mx, lbl, s, lse, ws, out_logprob, out_label, out_resp, ll_sum, w_sum, worst, worst_row,
 ):  # fmt: skip
-    """The rest of :func:`_finish_tile` once a[k, b] = exp(. - mx[b]) and s[b] = sum_k a[k, b]."""
+    """The rest of :func:`_finish_tile_into` once a[k, b] = exp(. - mx[b]) and s[b] = sum_k a[k, b]."""
     n_components = a.shape[0]
     for b in range(nt):
         if not s[b] > 0.0:

@@ -39,7 +39,7 @@ import numpy as np
 from ._blocks import add_partials, merge_block_scalars, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._vector_width import prefer_wide_vectors
-from .gaussian import _aligned, _finish_tile, _load_tile
+from .gaussian import _aligned, _finish_tile_into, _load_tile
 from .gaussian_tiles import _outer_upper_tile, _quadratic_form_tile
 
 
@@ -81,8 +81,7 @@ def _blocks_student_t(
     pbuf = wide[row + 10]
     ints = _aligned(2, tile_rows, np.int64)
     lbl = ints[0]
-    ibuf = ints[1]
-    fbuf = ibuf.view(np.float64)
+    bits = ints[1].view(np.float64)  # the exponentials' 2^n, built from integer bits
     for blk in range(blk_start, blk_stop):
         start = blk * BLOCK_ROWS
         stop = min(start + BLOCK_ROWS, n_samples)
@@ -126,8 +125,8 @@ def _blocks_student_t(
                     if v > mx[b]:
                         mx[b] = v
                         lbl[b] = k
-            ll_sum, w_sum, worst, worst_row = _finish_tile(
-                a, nt, t0, w, mx, lbl, s, lse, ws, pbuf, ibuf, fbuf, out_logprob, out_label, out_resp,
+            ll_sum, w_sum, worst, worst_row = _finish_tile_into(
+                a, a, nt, t0, w, mx, lbl, s, lse, ws, pbuf, bits, out_logprob, out_label, out_resp,
                 ll_sum, w_sum, worst, worst_row,
             )  # fmt: skip
             if not accumulate:
