@@ -80,6 +80,7 @@ from numba.extending import overload
 from ._blocks import add_partials, merge_block_scalars, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._vector_width import prefer_wide_vectors
+from .gaussian_diag_tiles import close_tile_vlog, load_tile_transposed
 from .gaussian_simd import (
     add_block_moments,
     copy_rows_padded,
@@ -466,7 +467,7 @@ def _blocks_diag_spherical(
     pbuf = tile_acc[1]
     bits = tile_acc[2]
     zero = means_acc.dtype.type(0)
-    wide = _aligned(n_components + 6, DIAG_TILE_ROWS, np.float64)
+    wide = _aligned(n_components + 7, DIAG_TILE_ROWS, np.float64)
     a = wide[:n_components]
     ea = _exp_target(a, tile_acc[3 : 3 + narrow_rows])
     row = n_components
@@ -476,6 +477,7 @@ def _blocks_diag_spherical(
     mx = wide[row + 3]
     s = wide[row + 4]
     lse = wide[row + 5]
+    mant = wide[row + 6]  # the logarithms' scratch row
     lbl = _aligned(1, DIAG_TILE_ROWS, np.int64)[0]
     for blk in range(blk_start, blk_stop):
         start = blk * BLOCK_ROWS
@@ -486,7 +488,8 @@ def _blocks_diag_spherical(
         worst_row = 0
         for t0 in range(start, stop, DIAG_TILE_ROWS):
             nt = min(DIAG_TILE_ROWS, stop - t0)
-            _load_tile(X, sample_weight, t0, nt, xt, w)
+            # float64 rows: transposed in 8 x 8 register blocks, not by strided gathers
+            load_tile_transposed(X, sample_weight, t0, nt, xt, w)
             for b in range(nt):
                 mx[b] = -np.inf
                 lbl[b] = 0
@@ -526,9 +529,14 @@ def _blocks_diag_spherical(
                     if v > mx[b]:
                         mx[b] = v
                         lbl[b] = k
-            ll_sum, w_sum, worst, worst_row = _finish_tile_into(
-                a, ea, nt, t0, w, mx, lbl, s, lse, ws, pbuf, bits, out_logprob, out_label, out_resp, ll_sum,
-                w_sum, worst, worst_row,
+            # _finish_tile_into with a vectorised log (a scalar libm call per row weighs at D=8)
+            for b in range(nt):
+                s[b] = 0.0
+            for k in range(n_components):
+                _exp_row_into(a, ea, k, mx, nt, pbuf, bits, s)
+            ll_sum, w_sum, worst, worst_row = close_tile_vlog(
+                ea, nt, t0, w, mx, lbl, s, lse, ws, mant, out_logprob, out_label, out_resp, ll_sum, w_sum,
+                worst, worst_row,
             )  # fmt: skip
             if not accumulate:
                 continue
