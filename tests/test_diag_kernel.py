@@ -1,4 +1,4 @@
-"""The diag/spherical pass and its tile helpers (``fastem._kernels.gaussian_diag_tiles``) against NumPy.
+"""The diag/spherical pass and its tile helpers (``fastem._kernels.tile_rows``) against NumPy.
 
 The helpers replace two per-row costs of the diag/spherical kernel: the scalar
 libm ``log`` of the log-sum-exp (:func:`log_rows`, a vectorisable log) and the
@@ -17,7 +17,7 @@ import reference
 
 from fastem._kernels._config import COV_CODES, jit
 from fastem._kernels.gaussian import _gaussian_pass
-from fastem._kernels.gaussian_diag_tiles import load_tile_transposed, log_rows
+from fastem._kernels.tile_rows import load_tile_transposed, log_rows
 from fastem.families.gaussian import GaussianParams, GaussianStats
 
 TILE = 256

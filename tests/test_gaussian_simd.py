@@ -18,13 +18,10 @@ from fastem._kernels.gaussian_simd import (
     SIMD_TILES,
     add_block_moments,
     copy_rows_padded,
-    padded_means,
     padded_means32,
     padded_precision,
     quadratic_form_rows,
-    row_buffers,
     row_buffers32,
-    weighted_moments,
     weighted_moments32,
 )
 
@@ -39,22 +36,6 @@ def _quadratic_forms(xe, nt, prec, kp):
     q = np.full(TILE, np.nan)
     quadratic_form_rows(xe, nt, upad, kp, q)
     return q, upad
-
-
-@jit()
-def _moments(X, t0, nt, means, wr, n_components, tied):
-    n_features = X.shape[1]
-    xp, xw = row_buffers(TILE, n_features, True)
-    mp = padded_means(means, xp.shape[1])
-    acc1 = np.zeros((n_components, 1, xp.shape[1]))
-    acc2 = np.zeros((1 if tied else n_components, xp.shape[1], xp.shape[1]))
-    part_S1 = np.zeros((2, n_components, n_features))
-    part_S2 = np.zeros((2, acc2.shape[0], n_features, n_features))
-    copy_rows_padded(X, t0, nt, xp)
-    for k in range(n_components):
-        weighted_moments(xp, nt, mp, k, wr[k], xw, acc1[k], acc2[0 if tied else k])
-    add_block_moments(acc1, acc2, part_S1, part_S2, 1)
-    return part_S1, part_S2, acc1, acc2
 
 
 @jit()
@@ -94,37 +75,6 @@ def test_quadratic_form_rows(n_features, dtype):
     assert upad.shape == (n_kp, n_features, -(-n_features // 4) * 4)
     np.testing.assert_array_equal(upad[kp, :, :n_features], U.astype(dtype))
     assert not upad[:, :, n_features:].any()
-
-
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("n_features", [1, 3, 8, 9, 16, 24, 33])
-@pytest.mark.parametrize("tied", [False, True])
-def test_weighted_moments(n_features, dtype, tied):
-    rng = np.random.default_rng(100 + n_features)
-    n_components, t0 = 3, 5
-    X = (3.0 + rng.normal(size=(t0 + TILE + 2, n_features))).astype(dtype)
-    means = rng.normal(size=(n_components, n_features)) + 3.0
-    wr = rng.random((n_components, TILE))
-    wr[1, ::3] = 0.0
-    for nt in (TILE, 37, 1):
-        part_S1, part_S2, acc1, acc2 = _moments(X, t0, nt, means, wr, n_components, tied)
-        rows = X[t0 : t0 + nt].astype(np.float64)
-        S2_expected = np.zeros((1 if tied else n_components, n_features, n_features))
-        for k in range(n_components):
-            centred = rows - means[k]
-            w = wr[k, :nt]
-            np.testing.assert_allclose(
-                part_S1[1, k], w @ centred, rtol=1e-13, atol=1e-13 * (np.abs(w) @ np.abs(centred)).max()
-            )
-            S2_expected[0 if tied else k] += (centred * w[:, None]).T @ centred
-        upper = np.triu(np.ones((n_features, n_features), dtype=bool))
-        scale = np.abs(S2_expected).max()
-        np.testing.assert_allclose(
-            part_S2[1][:, upper], S2_expected[:, upper], rtol=1e-13, atol=1e-14 * scale
-        )
-        assert not part_S2[1][:, ~upper].any()  # only the upper triangle is written
-        assert not part_S1[0].any() and not part_S2[0].any()  # other blocks untouched
-        assert not acc1.any() and not acc2.any()  # zeroed for the next block
 
 
 @pytest.mark.parametrize("n_features", [1, 5, 8, 16, 17, 33, 48, 64, 70])

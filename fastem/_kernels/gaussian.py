@@ -80,18 +80,23 @@ from numba.extending import overload
 from ._blocks import add_partials, merge_block_scalars, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._vector_width import prefer_wide_vectors
-from .gaussian_diag_tiles import close_tile_vlog, load_tile_transposed
 from .gaussian_simd import (
     add_block_moments,
+    add_block_moments_centred,
+    copy_rows_centred,
     copy_rows_padded,
+    load_tile_centred,
     moment_buffers,
     padded_precision,
-    quadratic_form_rows,
+    shared_centre,
+    shifted_means,
     simd_tiles_for,
     tile_moments,
     use_moments32,
 )
+from .gaussian_simd32 import tile_quadratic_forms_by_sums
 from .gaussian_tiles import _outer_upper_tile, _quadratic_form_tile
+from .tile_rows import load_tile_transposed, log_rows
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.6931471803691238
@@ -196,6 +201,12 @@ def _load_tile(X, sample_weight, t0, nt, xt, w):
         column = rows[:, d]
         for b in range(nt):
             xt[d, b] = column[b]
+    _load_weights(sample_weight, t0, nt, w)
+
+
+@jit(inline="always")
+def _load_weights(sample_weight, t0, nt, w):
+    """w[:nt] <- the sample weights of rows t0 .. t0 + nt (1 if none)."""
     if sample_weight.shape[0] > 0:
         for b in range(nt):
             w[b] = sample_weight[t0 + b]
@@ -291,8 +302,9 @@ def _close_tile(
             s[b] = 1.0
             mx[b] = -np.inf
     # separate sweeps over b so that each one vectorises
+    # a vectorised log (libm's is a scalar call per row); ws is its scratch until set below
+    log_rows(s, mx, lse, nt, ws)
     for b in range(nt):
-        lse[b] = mx[b] + np.log(s[b])
         s[b] = 1.0 / s[b]
     for b in range(nt):
         ll_sum += w[b] * lse[b] if w[b] > 0.0 else 0.0
@@ -373,6 +385,18 @@ def _blocks_full_tied(
     xp, xwr, mp = moment_buffers(tile_rows, n_features, means_acc, simd_moments)
     acc1 = np.zeros((n_components if simd_moments else 0, 1, xp.shape[1]))
     acc2 = np.zeros((part_S2.shape[1] if simd_moments else 0, xp.shape[1], xp.shape[1]))
+    # Shared centre c (the mean of the means): float64 tiles are centred once on c, not once per
+    # component. E-step (float64 data): y = (x - c) U - (m_k - c) U, the second term the start of
+    # the accumulators; M-step (float64 sums): the moments of x - c against the weighted rows,
+    # moved to m_k per block. Rounding grows from eps |x - m_k| to about eps (|x - m_k| + |m_k - c|).
+    centre = shared_centre(means_acc)
+    centred_tile = simd_tiles and X.itemsize == 8
+    shift = shifted_means(means_acc, centre, upad) if centred_tile else upad[0, :0, :]
+    centred_moments = simd_moments and means_acc.itemsize == 8
+    if centred_moments:
+        for k in range(n_components):
+            for d in range(n_features):
+                mp[k, d] -= centre[d]
     for blk in range(blk_start, blk_stop):
         start = blk * BLOCK_ROWS
         stop = min(start + BLOCK_ROWS, n_samples)
@@ -382,7 +406,11 @@ def _blocks_full_tied(
         worst_row = 0
         for t0 in range(start, stop, tile_rows):
             nt = min(tile_rows, stop - t0)
-            _load_tile(X, sample_weight, t0, nt, xt, w)
+            if centred_tile:  # xt is not used: the M-step reads rows from xp
+                load_tile_centred(X, t0, nt, centre, xe)
+                _load_weights(sample_weight, t0, nt, w)
+            else:
+                _load_tile(X, sample_weight, t0, nt, xt, w)
             # E-step: weighted log densities, component by component, with the
             # running maximum and its argmax
             for b in range(nt):
@@ -390,12 +418,14 @@ def _blocks_full_tied(
                 lbl[b] = 0
             for k in range(n_components):
                 kp = 0 if tied else k
-                for d in range(n_features):
-                    m = means_acc[k, d]  # float32 sums: centred in float32 as well
-                    for b in range(nt):
-                        xe[d, b] = xt[d, b] - m
+                if not centred_tile:
+                    for d in range(n_features):
+                        m = means_acc[k, d]  # float32 sums: centred in float32 as well
+                        for b in range(nt):
+                            xe[d, b] = xt[d, b] - m
                 if simd_tiles:
-                    quadratic_form_rows(xe, nt, upad, kp, q)
+                    # float32 sums: float32 squares (gaussian_simd32); else gaussian_simd's tiles
+                    tile_quadratic_forms_by_sums(xe, nt, upad, kp, shift, k, q, means_acc)
                 else:
                     _quadratic_form_tile(xe, nt, prec, kp, q, y, z)
                 c = log_norm[k]
@@ -411,7 +441,9 @@ def _blocks_full_tied(
             )  # fmt: skip
             if not accumulate:
                 continue
-            if simd_moments:
+            if centred_moments:
+                copy_rows_centred(X, t0, nt, centre, xp)
+            elif simd_moments:
                 copy_rows_padded(X, t0, nt, xp)
             # M-step statistics around the shift means[k]
             for k in range(n_components):
@@ -437,7 +469,9 @@ def _blocks_full_tied(
                         s1 += v
                     part_S1[blk, k, d] += s1
                 _outer_upper_tile(xw, xc, nt, part_S2, blk, 0 if tied else k)
-        if simd_moments:
+        if centred_moments:
+            add_block_moments_centred(acc1, acc2, mp, part_S1, part_S2, blk)
+        elif simd_moments:
             add_block_moments(acc1, acc2, part_S1, part_S2, blk)
         part_sums[blk, 0] = ll_sum
         part_sums[blk, 1] = w_sum
@@ -467,7 +501,7 @@ def _blocks_diag_spherical(
     pbuf = tile_acc[1]
     bits = tile_acc[2]
     zero = means_acc.dtype.type(0)
-    wide = _aligned(n_components + 7, DIAG_TILE_ROWS, np.float64)
+    wide = _aligned(n_components + 6, DIAG_TILE_ROWS, np.float64)
     a = wide[:n_components]
     ea = _exp_target(a, tile_acc[3 : 3 + narrow_rows])
     row = n_components
@@ -477,7 +511,6 @@ def _blocks_diag_spherical(
     mx = wide[row + 3]
     s = wide[row + 4]
     lse = wide[row + 5]
-    mant = wide[row + 6]  # the logarithms' scratch row
     lbl = _aligned(1, DIAG_TILE_ROWS, np.int64)[0]
     for blk in range(blk_start, blk_stop):
         start = blk * BLOCK_ROWS
@@ -529,14 +562,9 @@ def _blocks_diag_spherical(
                     if v > mx[b]:
                         mx[b] = v
                         lbl[b] = k
-            # _finish_tile_into with a vectorised log (a scalar libm call per row weighs at D=8)
-            for b in range(nt):
-                s[b] = 0.0
-            for k in range(n_components):
-                _exp_row_into(a, ea, k, mx, nt, pbuf, bits, s)
-            ll_sum, w_sum, worst, worst_row = close_tile_vlog(
-                ea, nt, t0, w, mx, lbl, s, lse, ws, mant, out_logprob, out_label, out_resp, ll_sum, w_sum,
-                worst, worst_row,
+            ll_sum, w_sum, worst, worst_row = _finish_tile_into(
+                a, ea, nt, t0, w, mx, lbl, s, lse, ws, pbuf, bits, out_logprob, out_label, out_resp, ll_sum,
+                w_sum, worst, worst_row,
             )  # fmt: skip
             if not accumulate:
                 continue

@@ -1,15 +1,15 @@
-"""Tile helpers of the diag/spherical Gaussian kernel (numba only).
+"""Row-wise tile helpers of the Gaussian kernels (numba only): a vector log and transposed loads.
 
-The diag/spherical pass (:func:`fastem._kernels.gaussian._blocks_diag_spherical`)
-does little work per row and component (O(D) multiply-adds), so per-row costs
-that the full kernel hides weigh here. Measured on 4e6 x 8, K=8 (overlapping
-data, one thread, 0.14 s a pass):
+The fused passes hold a tile of rows transposed, (D, T), rows in the SIMD lanes.
+Per-row costs that the full kernel's O(D^2) work per component hides weigh in
+the diag/spherical pass (O(D) per component). Measured on 4e6 x 8, K=8
+(overlapping data, one thread, 0.14 s a pass):
 
 * the scalar libm ``log`` of each row's log-sum-exp took 0.019 s: numba has no
   vector ``log`` without SVML, so LLVM calls libm once per row.
   :func:`log_rows` is a vectorisable log (within 1 ulp of libm's on the
-  sums of exponentials the kernel takes logs of), and :func:`close_tile_vlog`
-  is :func:`fastem._kernels.gaussian._close_tile` with it;
+  sums of exponentials the kernels take logs of), used by
+  :func:`fastem._kernels.gaussian._close_tile` for every Gaussian kernel;
 * transposing the tile (rows into the SIMD lanes) took about 0.02 s, in strided
   gathers. :func:`load_tile_transposed` moves float64 rows in 8 x 8 blocks:
   eight row loads, 24 shuffles (which do not compete with the arithmetic) and
@@ -78,52 +78,6 @@ def log_rows(s, mx, lse, nt, mant):
         p = p * z + 1.0 / 3.0
         two_f = f + f
         lse[b] = mx[b] + (e * _LN2_HI + (two_f + (two_f * z * p + e * _LN2_LO)))
-
-
-@jit(inline="always")
-def close_tile_vlog(
-    a, nt, t0, w, mx, lbl, s, lse, ws, mant, out_logprob, out_label, out_resp, ll_sum, w_sum, worst,
-    worst_row,
-):  # fmt: skip
-    """:func:`fastem._kernels.gaussian._close_tile` with the logarithms from :func:`log_rows`.
-
-    On entry a[k, b] = exp(. - mx[b]) with the maximum's term exactly 1, so s[b] = sum_k a[k, b]
-    lies in [1, K] (or is NaN/0 when every log-density is -inf, which is handled first).
-    """
-    n_components = a.shape[0]
-    for b in range(nt):
-        if not s[b] > 0.0:
-            # every log-density overflowed to -inf (a point ~1e150 away):
-            # log-likelihood -inf, hard assignment to the first argmax
-            for k in range(n_components):
-                a[k, b] = 0.0
-            a[lbl[b], b] = 1.0
-            s[b] = 1.0
-            mx[b] = -np.inf
-    log_rows(s, mx, lse, nt, mant)
-    for b in range(nt):
-        s[b] = 1.0 / s[b]
-    for b in range(nt):
-        ll_sum += w[b] * lse[b] if w[b] > 0.0 else 0.0
-        w_sum += w[b]
-    for b in range(nt):
-        if lse[b] < worst and w[b] > 0.0:
-            worst = lse[b]
-            worst_row = t0 + b
-    if out_logprob.shape[0] > 0:
-        for b in range(nt):
-            out_logprob[t0 + b] = lse[b]
-    if out_label.shape[0] > 0:
-        for b in range(nt):
-            out_label[t0 + b] = lbl[b]
-    if out_resp.shape[0] > 0:
-        for b in range(nt):
-            for k in range(n_components):
-                out_resp[t0 + b, k] = a[k, b] * s[b]
-    # responsibilities times sample weights: r_kb w_b = a_kb (w_b / sum_k a_kb)
-    for b in range(nt):
-        ws[b] = w[b] * s[b]
-    return ll_sum, w_sum, worst, worst_row
 
 
 def _shuffle_pairs(builder, a, b, mask):
