@@ -14,7 +14,13 @@ import reference
 
 from fastem import GaussianMixture
 from fastem._kernels._config import jit
-from fastem._kernels.gaussian_simd import padded_precision, quadratic_form_rows
+from fastem._kernels.gaussian_simd import (
+    load_tile_centred,
+    padded_precision,
+    quadratic_form_rows,
+    shared_centre,
+    shifted_means,
+)
 from fastem._kernels.gaussian_simd32 import quadratic_form_rows32, tile_quadratic_forms_by_sums
 
 #: the full/tied kernel's tile with float32 sums (gaussian.FLOAT32_SUMS_TILE_ROWS)
@@ -27,7 +33,7 @@ def _forms(xe, nt, prec, kp, means_acc):
     the float64-squares kernel), NaN where not written."""
     upad = padded_precision(prec, xe.dtype, True)
     q32 = np.full(TILE32, np.nan)
-    quadratic_form_rows32(xe, nt, upad, kp, q32)
+    quadratic_form_rows32(xe, nt, upad, kp, upad[0, :0, :], 0, q32)
     q_dispatched = np.full(TILE32, np.nan)
     tile_quadratic_forms_by_sums(xe, nt, upad, kp, upad[0, :0, :], 0, q_dispatched, means_acc)
     q_wide = np.full(TILE32, np.nan)
@@ -63,6 +69,44 @@ def test_quadratic_form_rows32(n_features):
         # float64 sums of float32 data: the float64-squares kernel as before, bit for bit
         _, q_default, _ = _forms(xe, nt, prec, kp, np.zeros((1, 1)))
         np.testing.assert_array_equal(q_default[:nt], q_wide[:nt])
+
+
+@jit()
+def _shifted_forms32(X, nt, means32, prec, k):
+    """q from quadratic_form_rows32 on a float32 tile centred once on the shared centre (as the
+    kernel does with float32 sums), with the component's shift."""
+    centre = shared_centre(means32)
+    upad = padded_precision(prec, X.dtype, True)
+    shift = shifted_means(means32, centre, upad)
+    xe = np.zeros((X.shape[1], TILE32 + 16), dtype=X.dtype)
+    load_tile_centred(X, 0, nt, centre, xe)
+    q = np.full(TILE32, np.nan)
+    quadratic_form_rows32(xe, nt, upad, 0 if prec.shape[0] == 1 else k, shift, k, q)
+    return q
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+@pytest.mark.parametrize("n_features", [3, 16, 64])
+def test_shifted_quadratic_form_rows32(n_features, offset):
+    """||(x - m_k)^T U_k||^2 from the shared-centre tile: float32 accuracy relative to the spread
+    of x - m_k and m_k - c (the values the tile holds), for components 4 sd apart."""
+    rng = np.random.default_rng(50 + n_features)
+    n_components = 4
+    means32 = (offset + 4.0 * rng.normal(size=(n_components, n_features))).astype(np.float32)
+    X = (means32[1] + rng.normal(size=(TILE32, n_features))).astype(np.float32)
+    chol = np.tril(rng.uniform(-0.2, 0.2, size=(n_components, n_features, n_features)))
+    chol[:, np.arange(n_features), np.arange(n_features)] = rng.uniform(0.8, 1.2, (n_components, n_features))
+    prec = np.ascontiguousarray(np.transpose(chol, (0, 2, 1))).astype(np.float32)  # upper U_k
+    for k in range(n_components):
+        for nt in (TILE32, 37):
+            q = _shifted_forms32(X, nt, means32, prec, k)
+            U = np.triu(prec[k].astype(np.float64))
+            y = (X[:nt].astype(np.float64) - means32[k].astype(np.float64)) @ U
+            centre = means32.astype(np.float64).mean(axis=0)
+            held = np.abs(X[:nt].astype(np.float64) - centre) @ np.abs(U)  # |x - c| |U|, per column
+            scale = ((np.abs(y) + held) ** 2).sum(axis=1)
+            assert np.all(np.isfinite(q[:nt]))
+            assert np.all(np.abs(q[:nt] - (y**2).sum(axis=1)) <= 2e-6 * scale)
 
 
 def test_overflowing_block_sums_are_recomputed_in_float64():

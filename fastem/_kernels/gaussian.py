@@ -385,12 +385,13 @@ def _blocks_full_tied(
     xp, xwr, mp = moment_buffers(tile_rows, n_features, means_acc, simd_moments)
     acc1 = np.zeros((n_components if simd_moments else 0, 1, xp.shape[1]))
     acc2 = np.zeros((part_S2.shape[1] if simd_moments else 0, xp.shape[1], xp.shape[1]))
-    # Shared centre c (the mean of the means): float64 tiles are centred once on c, not once per
-    # component. E-step (float64 data): y = (x - c) U - (m_k - c) U, the second term the start of
-    # the accumulators; M-step (float64 sums): the moments of x - c against the weighted rows,
-    # moved to m_k per block. Rounding grows from eps |x - m_k| to about eps (|x - m_k| + |m_k - c|).
+    # Shared centre c (the mean of the means): tiles are centred once on c, not once per
+    # component. E-step (float64 data, or float32 sums): y = (x - c) U - (m_k - c) U, the second
+    # term the start of the accumulators; M-step (float64 sums): the moments of x - c against the
+    # weighted rows, moved to m_k per block. Rounding grows from eps |x - m_k| to about
+    # eps (|x - m_k| + |m_k - c|). float32 data with float64 sums keep the per-component centring.
     centre = shared_centre(means_acc)
-    centred_tile = simd_tiles and X.itemsize == 8
+    centred_tile = simd_tiles and (X.itemsize == 8 or means_acc.itemsize == 4)
     shift = shifted_means(means_acc, centre, upad) if centred_tile else upad[0, :0, :]
     centred_moments = simd_moments and means_acc.itemsize == 8
     if centred_moments:
@@ -406,8 +407,9 @@ def _blocks_full_tied(
         worst_row = 0
         for t0 in range(start, stop, tile_rows):
             nt = min(tile_rows, stop - t0)
-            if centred_tile:  # xt is not used: the M-step reads rows from xp
+            if centred_tile:
                 load_tile_centred(X, t0, nt, centre, xe)
+            if centred_tile and simd_moments:  # xt is not used: the M-step reads rows from xp
                 _load_weights(sample_weight, t0, nt, w)
             else:
                 _load_tile(X, sample_weight, t0, nt, xt, w)

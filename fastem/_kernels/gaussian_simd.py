@@ -771,12 +771,16 @@ def shifted_means(means, centre, upad):
     n_components, n_features = means.shape
     n_cols = upad.shape[2]
     shift = np.zeros((n_components, n_cols), dtype=upad.dtype)
+    row = np.zeros(n_cols)  # summed in float64, rounded once to float32 ``upad``
     for k in range(n_components):
         kp = 0 if upad.shape[0] == 1 else k
+        row[:] = 0.0
         for d in range(n_features):
             md = means[k, d] - centre[d]
             for j in range(d, n_cols):
-                shift[k, j] -= md * upad[kp, d, j]
+                row[j] -= md * upad[kp, d, j]
+        for j in range(n_cols):
+            shift[k, j] = row[j]
     return shift
 
 
