@@ -229,3 +229,13 @@ def vmul(typingctx, a, b):
         return builder.fmul(*args)
 
     return a(a, b), codegen
+
+
+@intrinsic
+def vadd_widened(typingctx, q, s):
+    """``q + s`` with ``s`` (float32 lanes) widened to ``q``'s float64 lanes first."""
+
+    def codegen(context, builder, sig, args):
+        return builder.fadd(args[0], builder.fpext(args[1], args[0].type))
+
+    return q(q, s), codegen

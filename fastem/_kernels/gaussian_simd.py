@@ -68,6 +68,7 @@ from ._simd import (
     _element_pointer,
     vadd,
     vadd_to,
+    vadd_widened,
     vbroadcast,
     vfma,
     vlanes,
@@ -104,12 +105,35 @@ E_BLOCK_COLUMNS = 4
 
 
 # ------------------------------------------------------------------ micro-kernels (unrolled by hand)
+#: marks float64 squares for :func:`_quadratic_form_4x4` (a type, read at compile time)
+_WIDE_SQUARES = np.zeros(0)
+
+
+def _add_squares(q, y0, y1, y2, y3, squares):
+    """q + y0^2 + y1^2 + y2^2 + y3^2, q float64 lanes: see :func:`_quadratic_form_4x4` (numba only)."""
+    raise NotImplementedError  # numba only, see the overload below
+
+
+@overload(_add_squares, inline="always")
+def _add_squares_impl(q, y0, y1, y2, y3, squares):
+    if squares.dtype == types.float32:  # float32 squares and sum, widened once into q
+        return lambda q, y0, y1, y2, y3, squares: vadd_widened(
+            q, vsquare_add(y3, vsquare_add(y2, vsquare_add(y1, vmul(y0, y0))))
+        )
+    # each square widened and added into q in float64
+    return lambda q, y0, y1, y2, y3, squares: vsquare_add(
+        y3, vsquare_add(y2, vsquare_add(y1, vsquare_add(y0, q)))
+    )
+
+
 @jit(inline="always")
-def _quadratic_form_4x4(xe, b0, upad, kp, q, shift, k, shifted):
+def _quadratic_form_4x4(xe, b0, upad, kp, q, shift, k, shifted, squares):
     """q[b] = ||xe[:, b]^T U - s||^2 for the 4 row vectors from b0, U = upad[kp] (columns in blocks of 4).
 
     s = -shift[k] if ``shifted``, else 0 (``shift`` is then not read): the accumulators start at
-    shift[k, j] instead of zero, which costs nothing per row.
+    shift[k, j] instead of zero, which costs nothing per row. ``squares``, an empty array read
+    only for its type: float64 squares and sums (:data:`_WIDE_SQUARES`), or with float32 ``xe``
+    the squares of each block of 4 columns summed in float32 (``gaussian_simd32``).
     """
     n_features = xe.shape[0]
     n_cols = upad.shape[2]
@@ -235,22 +259,10 @@ def _quadratic_form_4x4(xe, b0, upad, kp, q, shift, k, shifted):
             y13 = vfma(x1, u, y13)
             y23 = vfma(x2, u, y23)
             y33 = vfma(x3, u, y33)
-        q0 = vsquare_add(y00, q0)
-        q0 = vsquare_add(y01, q0)
-        q0 = vsquare_add(y02, q0)
-        q0 = vsquare_add(y03, q0)
-        q1 = vsquare_add(y10, q1)
-        q1 = vsquare_add(y11, q1)
-        q1 = vsquare_add(y12, q1)
-        q1 = vsquare_add(y13, q1)
-        q2 = vsquare_add(y20, q2)
-        q2 = vsquare_add(y21, q2)
-        q2 = vsquare_add(y22, q2)
-        q2 = vsquare_add(y23, q2)
-        q3 = vsquare_add(y30, q3)
-        q3 = vsquare_add(y31, q3)
-        q3 = vsquare_add(y32, q3)
-        q3 = vsquare_add(y33, q3)
+        q0 = _add_squares(q0, y00, y01, y02, y03, squares)
+        q1 = _add_squares(q1, y10, y11, y12, y13, squares)
+        q2 = _add_squares(q2, y20, y21, y22, y23, squares)
+        q3 = _add_squares(q3, y30, y31, y32, y33, squares)
     vstore_flat(q, b0 + 0 * lanes, q0)
     vstore_flat(q, b0 + 1 * lanes, q1)
     vstore_flat(q, b0 + 2 * lanes, q2)
@@ -683,7 +695,7 @@ def quadratic_form_rows(xe, nt, upad, kp, q):
     """
     lanes = vlanes(xe)
     for b0 in range(0, nt, 4 * lanes):
-        _quadratic_form_4x4(xe, b0, upad, kp, q, upad[kp], 0, False)
+        _quadratic_form_4x4(xe, b0, upad, kp, q, upad[kp], 0, False, _WIDE_SQUARES)
 
 
 @jit(inline="always")
@@ -749,7 +761,7 @@ def quadratic_form_rows_shifted(xe, nt, upad, kp, shift, k, q):
     """
     lanes = vlanes(xe)
     for b0 in range(0, nt, 4 * lanes):
-        _quadratic_form_4x4(xe, b0, upad, kp, q, shift, k, True)
+        _quadratic_form_4x4(xe, b0, upad, kp, q, shift, k, True, _WIDE_SQUARES)
 
 
 @jit(inline="always")

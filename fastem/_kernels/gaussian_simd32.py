@@ -2,7 +2,8 @@
 
 With ``accumulation="float32"`` (float32 data), :func:`quadratic_form_rows32`
 replaces :func:`.gaussian_simd.quadratic_form_rows`: the same register-blocked
-triangular product y = (x - m)^T U on 16-row float32 vectors, but the squares of
+triangular product y = (x - m)^T U on 16-row float32 vectors (the same
+:func:`.gaussian_simd._quadratic_form_4x4`, told so by a type marker), but the squares of
 each block of 4 columns of U are also taken and summed in float32 (4 FMAs in
 float32 lanes instead of 8 widenings and 8 float64 FMAs per row vector), and only
 the block's sum is widened and added into q, which stays float64 across blocks.
@@ -44,164 +45,14 @@ from __future__ import annotations
 
 import numpy as np
 from numba import types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from ._config import jit
-from ._simd import vbroadcast, vfma, vlanes, vload, vmul, vsquare_add, vstore_flat, vzero, vzero_wide
-from .gaussian_simd import tile_quadratic_forms
+from ._simd import vlanes
+from .gaussian_simd import _quadratic_form_4x4, tile_quadratic_forms
 
-
-@intrinsic
-def vadd_widened(typingctx, q, s):
-    """``q + s`` with ``s`` (float32 lanes) widened to ``q``'s float64 lanes first."""
-
-    def codegen(context, builder, sig, args):
-        return builder.fadd(args[0], builder.fpext(args[1], args[0].type))
-
-    return q(q, s), codegen
-
-
-@jit(inline="always")
-def _quadratic_form32_4x4(xe, b0, upad, kp, q, shift, k):
-    """:func:`.gaussian_simd._quadratic_form_4x4` for float32 ``xe``, ``upad`` (4 vectors of 16 rows from b0).
-
-    Each block of 4 columns of U squares and sums its 4 products in float32; the block's sum is
-    then widened and added to float64 accumulators, so q is float64 across blocks.
-    """
-    n_features = xe.shape[0]
-    n_cols = upad.shape[2]
-    lanes = vlanes(xe)
-    zero_q = vzero_wide(xe)
-    q0 = zero_q
-    q1 = zero_q
-    q2 = zero_q
-    q3 = zero_q
-    zero = vzero(xe)
-    shifted = shift.shape[0] > 0
-    for j0 in range(0, n_cols, 4):
-        s0 = vbroadcast(shift, k, j0 + 0) if shifted else zero
-        s1 = vbroadcast(shift, k, j0 + 1) if shifted else zero
-        s2 = vbroadcast(shift, k, j0 + 2) if shifted else zero
-        s3 = vbroadcast(shift, k, j0 + 3) if shifted else zero
-        y00 = s0
-        y01 = s1
-        y02 = s2
-        y03 = s3
-        y10 = s0
-        y11 = s1
-        y12 = s2
-        y13 = s3
-        y20 = s0
-        y21 = s1
-        y22 = s2
-        y23 = s3
-        y30 = s0
-        y31 = s1
-        y32 = s2
-        y33 = s3
-        for d in range(j0):  # rows above the block's diagonal: all its columns
-            x0 = vload(xe, d, b0 + 0 * lanes)
-            x1 = vload(xe, d, b0 + 1 * lanes)
-            x2 = vload(xe, d, b0 + 2 * lanes)
-            x3 = vload(xe, d, b0 + 3 * lanes)
-            u = vbroadcast(upad[kp], d, j0 + 0)
-            y00 = vfma(x0, u, y00)
-            y10 = vfma(x1, u, y10)
-            y20 = vfma(x2, u, y20)
-            y30 = vfma(x3, u, y30)
-            u = vbroadcast(upad[kp], d, j0 + 1)
-            y01 = vfma(x0, u, y01)
-            y11 = vfma(x1, u, y11)
-            y21 = vfma(x2, u, y21)
-            y31 = vfma(x3, u, y31)
-            u = vbroadcast(upad[kp], d, j0 + 2)
-            y02 = vfma(x0, u, y02)
-            y12 = vfma(x1, u, y12)
-            y22 = vfma(x2, u, y22)
-            y32 = vfma(x3, u, y32)
-            u = vbroadcast(upad[kp], d, j0 + 3)
-            y03 = vfma(x0, u, y03)
-            y13 = vfma(x1, u, y13)
-            y23 = vfma(x2, u, y23)
-            y33 = vfma(x3, u, y33)
-        x0 = vload(xe, j0 + 0, b0 + 0 * lanes)
-        x1 = vload(xe, j0 + 0, b0 + 1 * lanes)
-        x2 = vload(xe, j0 + 0, b0 + 2 * lanes)
-        x3 = vload(xe, j0 + 0, b0 + 3 * lanes)
-        u = vbroadcast(upad[kp], j0 + 0, j0 + 0)
-        y00 = vfma(x0, u, y00)
-        y10 = vfma(x1, u, y10)
-        y20 = vfma(x2, u, y20)
-        y30 = vfma(x3, u, y30)
-        u = vbroadcast(upad[kp], j0 + 0, j0 + 1)
-        y01 = vfma(x0, u, y01)
-        y11 = vfma(x1, u, y11)
-        y21 = vfma(x2, u, y21)
-        y31 = vfma(x3, u, y31)
-        u = vbroadcast(upad[kp], j0 + 0, j0 + 2)
-        y02 = vfma(x0, u, y02)
-        y12 = vfma(x1, u, y12)
-        y22 = vfma(x2, u, y22)
-        y32 = vfma(x3, u, y32)
-        u = vbroadcast(upad[kp], j0 + 0, j0 + 3)
-        y03 = vfma(x0, u, y03)
-        y13 = vfma(x1, u, y13)
-        y23 = vfma(x2, u, y23)
-        y33 = vfma(x3, u, y33)
-        if j0 + 1 < n_features:  # row j0 + 1 of the diagonal block: columns from j0 + 1 on
-            x0 = vload(xe, j0 + 1, b0 + 0 * lanes)
-            x1 = vload(xe, j0 + 1, b0 + 1 * lanes)
-            x2 = vload(xe, j0 + 1, b0 + 2 * lanes)
-            x3 = vload(xe, j0 + 1, b0 + 3 * lanes)
-            u = vbroadcast(upad[kp], j0 + 1, j0 + 1)
-            y01 = vfma(x0, u, y01)
-            y11 = vfma(x1, u, y11)
-            y21 = vfma(x2, u, y21)
-            y31 = vfma(x3, u, y31)
-            u = vbroadcast(upad[kp], j0 + 1, j0 + 2)
-            y02 = vfma(x0, u, y02)
-            y12 = vfma(x1, u, y12)
-            y22 = vfma(x2, u, y22)
-            y32 = vfma(x3, u, y32)
-            u = vbroadcast(upad[kp], j0 + 1, j0 + 3)
-            y03 = vfma(x0, u, y03)
-            y13 = vfma(x1, u, y13)
-            y23 = vfma(x2, u, y23)
-            y33 = vfma(x3, u, y33)
-        if j0 + 2 < n_features:  # row j0 + 2 of the diagonal block: columns from j0 + 2 on
-            x0 = vload(xe, j0 + 2, b0 + 0 * lanes)
-            x1 = vload(xe, j0 + 2, b0 + 1 * lanes)
-            x2 = vload(xe, j0 + 2, b0 + 2 * lanes)
-            x3 = vload(xe, j0 + 2, b0 + 3 * lanes)
-            u = vbroadcast(upad[kp], j0 + 2, j0 + 2)
-            y02 = vfma(x0, u, y02)
-            y12 = vfma(x1, u, y12)
-            y22 = vfma(x2, u, y22)
-            y32 = vfma(x3, u, y32)
-            u = vbroadcast(upad[kp], j0 + 2, j0 + 3)
-            y03 = vfma(x0, u, y03)
-            y13 = vfma(x1, u, y13)
-            y23 = vfma(x2, u, y23)
-            y33 = vfma(x3, u, y33)
-        if j0 + 3 < n_features:  # row j0 + 3 of the diagonal block: columns from j0 + 3 on
-            x0 = vload(xe, j0 + 3, b0 + 0 * lanes)
-            x1 = vload(xe, j0 + 3, b0 + 1 * lanes)
-            x2 = vload(xe, j0 + 3, b0 + 2 * lanes)
-            x3 = vload(xe, j0 + 3, b0 + 3 * lanes)
-            u = vbroadcast(upad[kp], j0 + 3, j0 + 3)
-            y03 = vfma(x0, u, y03)
-            y13 = vfma(x1, u, y13)
-            y23 = vfma(x2, u, y23)
-            y33 = vfma(x3, u, y33)
-        # the block's 4 squares in float32 (one rounding each), its sum widened into q
-        q0 = vadd_widened(q0, vsquare_add(y03, vsquare_add(y02, vsquare_add(y01, vmul(y00, y00)))))
-        q1 = vadd_widened(q1, vsquare_add(y13, vsquare_add(y12, vsquare_add(y11, vmul(y10, y10)))))
-        q2 = vadd_widened(q2, vsquare_add(y23, vsquare_add(y22, vsquare_add(y21, vmul(y20, y20)))))
-        q3 = vadd_widened(q3, vsquare_add(y33, vsquare_add(y32, vsquare_add(y31, vmul(y30, y30)))))
-    vstore_flat(q, b0 + 0 * lanes, q0)
-    vstore_flat(q, b0 + 1 * lanes, q1)
-    vstore_flat(q, b0 + 2 * lanes, q2)
-    vstore_flat(q, b0 + 3 * lanes, q3)
+#: marks float32 squares for :func:`.gaussian_simd._quadratic_form_4x4` (a type, read at compile time)
+_NARROW_SQUARES = np.zeros(0, dtype=np.float32)
 
 
 @jit()
@@ -216,7 +67,7 @@ def quadratic_form_rows32(xe, nt, upad, kp, shift, k, q):
     """
     lanes = vlanes(xe)
     for b0 in range(0, nt, 4 * lanes):
-        _quadratic_form32_4x4(xe, b0, upad, kp, q, shift, k)
+        _quadratic_form_4x4(xe, b0, upad, kp, q, shift, k, shift.shape[0] > 0, _NARROW_SQUARES)
     overflow = False
     for b in range(nt):
         overflow |= q[b] == np.inf
