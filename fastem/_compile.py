@@ -174,6 +174,30 @@ def _estimator(family: str, covariance_type: str | None):
     return classes[family](**common)
 
 
+def _compile_wide_full_tied(covariance_type: str, dtype: str) -> None:
+    """The full/tied kernel's explicit-vector specialisation: rows of ``SIMD_MIN_FEATURES`` features.
+
+    Narrower rows run the loop tiles, a specialisation without the vector code (faster to compile),
+    so the tiny data of :func:`_tiny_data` do not compile this one. Nothing to do on hosts without
+    AVX-512, where every width runs the loop tiles.
+    """
+    import numpy as np
+
+    from ._kernels.gaussian_simd import SIMD_MIN_FEATURES, SIMD_TILES
+
+    if not SIMD_TILES:
+        return
+    rng = np.random.default_rng(1)
+    centres = np.zeros((2, SIMD_MIN_FEATURES))
+    centres[1] = 4.0
+    X = (centres[np.arange(80) % 2] + rng.normal(size=(80, SIMD_MIN_FEATURES))).astype(dtype)
+    model = _estimator("gaussian", covariance_type).fit(X)
+    model.predict_proba(X)
+    model.score_samples(X)
+    if dtype == "float32":
+        _estimator("gaussian", covariance_type).set_params(accumulation="float32").fit(X)
+
+
 def compile_one(family: str, covariance_type: str | None, dtype: str) -> CompileResult:
     """Compile (or load) the kernels of one family/covariance type/dtype by a tiny fit, predict and score."""
     import warnings
@@ -193,6 +217,8 @@ def compile_one(family: str, covariance_type: str | None, dtype: str) -> Compile
             model.score_samples(X)
             if family == "gaussian" and dtype == "float32":  # float32 sums are their own specialisation
                 _estimator(family, covariance_type).set_params(accumulation="float32").fit(X)
+            if family == "gaussian" and covariance_type in ("full", "tied"):
+                _compile_wide_full_tied(covariance_type, dtype)
             if family == "multinomial":  # scipy.sparse CSR rows have a kernel of their own
                 from scipy import sparse
 

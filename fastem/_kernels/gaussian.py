@@ -81,6 +81,8 @@ from ._blocks import add_partials, merge_block_scalars, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._vector_width import prefer_wide_vectors
 from .gaussian_simd import (
+    SIMD_MIN_FEATURES,
+    SIMD_TILES,
     add_block_moments,
     add_block_moments_centred,
     copy_rows_centred,
@@ -90,7 +92,6 @@ from .gaussian_simd import (
     padded_precision,
     shared_centre,
     shifted_means,
-    simd_tiles_for,
     tile_moments,
     use_moments32,
 )
@@ -331,12 +332,17 @@ def _close_tile(
 
 @jit()
 def _blocks_full_tied(
-    X, sample_weight, log_norm, means, means_acc, prec, tied, accumulate, part_R, part_S1, part_S2, part_sums,
-    part_worst, part_worst_row, out_logprob, out_label, out_resp, blk_start, blk_stop,
+    X, sample_weight, log_norm, means, means_acc, prec, tied, simd, accumulate, part_R, part_S1, part_S2,
+    part_sums, part_worst, part_worst_row, out_logprob, out_label, out_resp, blk_start, blk_stop,
 ):  # fmt: skip
     """Blocks ``blk_start`` to ``blk_stop`` (exclusive) for full (``prec`` (K, D, D)) or tied covariances.
 
     Tied (``tied`` true): ``prec`` and the statistics' S2 are (1, D, D).
+
+    ``simd`` is None for the loop tiles (:mod:`.gaussian_tiles`), else anything (True) for the
+    explicit-vector tiles (:mod:`.gaussian_simd`; AVX-512 hosts, from ``SIMD_MIN_FEATURES``
+    features). numba prunes the branches on ``simd is None`` before typing, so a first fit of
+    narrow data compiles none of the vector code (it took a D=2 first fit from 14 to 18 s).
     """
     prefer_wide_vectors()  # 512-bit vectors in this function on AVX-512 hosts
     n_samples, n_features = X.shape
@@ -379,25 +385,29 @@ def _blocks_full_tied(
     # AVX-512 hosts: register-blocked tiles in explicit vectors (gaussian_simd) for the E-step,
     # and for the M-step (float32 sums: float32 vectors, summed over one tile, then added in
     # float64 to acc1, acc2); zero-size buffers where they are not used
-    simd_tiles = simd_tiles_for(n_features)
-    upad = padded_precision(prec, X.dtype, simd_tiles)
-    simd_moments = simd_tiles and accumulate and (means_acc.itemsize == 8 or use_moments32(n_features))
-    xp, xwr, mp = moment_buffers(tile_rows, n_features, means_acc, simd_moments)
-    acc1 = np.zeros((n_components if simd_moments else 0, 1, xp.shape[1]))
-    acc2 = np.zeros((part_S2.shape[1] if simd_moments else 0, xp.shape[1], xp.shape[1]))
-    # Shared centre c (the mean of the means): tiles are centred once on c, not once per
-    # component. E-step (float64 data, or float32 sums): y = (x - c) U - (m_k - c) U, the second
-    # term the start of the accumulators; M-step (float64 sums): the moments of x - c against the
-    # weighted rows, moved to m_k per block. Rounding grows from eps |x - m_k| to about
-    # eps (|x - m_k| + |m_k - c|). float32 data with float64 sums keep the per-component centring.
-    centre = shared_centre(means_acc)
-    centred_tile = simd_tiles and (X.itemsize == 8 or means_acc.itemsize == 4)
-    shift = shifted_means(means_acc, centre, upad) if centred_tile else upad[0, :0, :]
-    centred_moments = simd_moments and means_acc.itemsize == 8
-    if centred_moments:
-        for k in range(n_components):
-            for d in range(n_features):
-                mp[k, d] -= centre[d]
+    if simd is None:  # the loop tiles only (see above)
+        simd_moments = False
+        centred_tile = False
+        centred_moments = False
+    else:
+        upad = padded_precision(prec, X.dtype, True)
+        simd_moments = accumulate and (means_acc.itemsize == 8 or use_moments32(n_features))
+        xp, xwr, mp = moment_buffers(tile_rows, n_features, means_acc, simd_moments)
+        acc1 = np.zeros((n_components if simd_moments else 0, 1, xp.shape[1]))
+        acc2 = np.zeros((part_S2.shape[1] if simd_moments else 0, xp.shape[1], xp.shape[1]))
+        # Shared centre c (the mean of the means): tiles are centred once on c, not once per
+        # component. E-step (float64 data, or float32 sums): y = (x - c) U - (m_k - c) U, the second
+        # term the start of the accumulators; M-step (float64 sums): the moments of x - c against the
+        # weighted rows, moved to m_k per block. Rounding grows from eps |x - m_k| to about
+        # eps (|x - m_k| + |m_k - c|). float32 data with float64 sums keep the per-component centring.
+        centre = shared_centre(means_acc)
+        centred_tile = X.itemsize == 8 or means_acc.itemsize == 4
+        shift = shifted_means(means_acc, centre, upad) if centred_tile else upad[0, :0, :]
+        centred_moments = simd_moments and means_acc.itemsize == 8
+        if centred_moments:
+            for k in range(n_components):
+                for d in range(n_features):
+                    mp[k, d] -= centre[d]
     for blk in range(blk_start, blk_stop):
         start = blk * BLOCK_ROWS
         stop = min(start + BLOCK_ROWS, n_samples)
@@ -407,8 +417,9 @@ def _blocks_full_tied(
         worst_row = 0
         for t0 in range(start, stop, tile_rows):
             nt = min(tile_rows, stop - t0)
-            if centred_tile:
-                load_tile_centred(X, t0, nt, centre, xe)
+            if simd is not None:
+                if centred_tile:
+                    load_tile_centred(X, t0, nt, centre, xe)
             if centred_tile and simd_moments:  # xt is not used: the M-step reads rows from xp
                 _load_weights(sample_weight, t0, nt, w)
             else:
@@ -425,11 +436,11 @@ def _blocks_full_tied(
                         m = means_acc[k, d]  # float32 sums: centred in float32 as well
                         for b in range(nt):
                             xe[d, b] = xt[d, b] - m
-                if simd_tiles:
+                if simd is None:
+                    _quadratic_form_tile(xe, nt, prec, kp, q, y, z)
+                else:
                     # float32 sums: float32 squares (gaussian_simd32); else gaussian_simd's tiles
                     tile_quadratic_forms_by_sums(xe, nt, upad, kp, shift, k, q, means_acc)
-                else:
-                    _quadratic_form_tile(xe, nt, prec, kp, q, y, z)
                 c = log_norm[k]
                 for b in range(nt):
                     v = c - 0.5 * q[b]
@@ -443,10 +454,11 @@ def _blocks_full_tied(
             )  # fmt: skip
             if not accumulate:
                 continue
-            if centred_moments:
-                copy_rows_centred(X, t0, nt, centre, xp)
-            elif simd_moments:
-                copy_rows_padded(X, t0, nt, xp)
+            if simd is not None:
+                if centred_moments:
+                    copy_rows_centred(X, t0, nt, centre, xp)
+                elif simd_moments:
+                    copy_rows_padded(X, t0, nt, xp)
             # M-step statistics around the shift means[k]
             for k in range(n_components):
                 r_sum = 0.0
@@ -457,9 +469,10 @@ def _blocks_full_tied(
                 if r_sum == 0.0:
                     continue  # every term is exactly zero
                 part_R[blk, k] += r_sum
-                if simd_moments:  # S1, S2 summed over the block in acc1, acc2
-                    tile_moments(xp, nt, mp, k, wr, xwr, acc1[k], acc2[0 if tied else k])
-                    continue
+                if simd is not None:
+                    if simd_moments:  # S1, S2 summed over the block in acc1, acc2
+                        tile_moments(xp, nt, mp, k, wr, xwr, acc1[k], acc2[0 if tied else k])
+                        continue
                 for d in range(n_features):
                     m = means_acc[k, d]
                     s1 = zero
@@ -471,10 +484,11 @@ def _blocks_full_tied(
                         s1 += v
                     part_S1[blk, k, d] += s1
                 _outer_upper_tile(xw, xc, nt, part_S2, blk, 0 if tied else k)
-        if centred_moments:
-            add_block_moments_centred(acc1, acc2, mp, part_S1, part_S2, blk)
-        elif simd_moments:
-            add_block_moments(acc1, acc2, part_S1, part_S2, blk)
+        if simd is not None:
+            if centred_moments:
+                add_block_moments_centred(acc1, acc2, mp, part_S1, part_S2, blk)
+            elif simd_moments:
+                add_block_moments(acc1, acc2, part_S1, part_S2, blk)
         part_sums[blk, 0] = ll_sum
         part_sums[blk, 1] = w_sum
         part_worst[blk] = worst
@@ -624,11 +638,13 @@ def _gaussian_pass(
     part_worst = np.zeros(n_blocks)  # per block: the lowest log-likelihood and its row
     part_worst_row = np.zeros(n_blocks, dtype=np.int64)
     if cov_code <= 1:
-        kernel, variant = _blocks_full_tied, cov_code == 1
+        # None: the loop tiles, and a kernel specialisation without the vector code (see the kernel)
+        simd = True if SIMD_TILES and X.shape[1] >= SIMD_MIN_FEATURES else None
+        kernel, variant = _blocks_full_tied, (cov_code == 1, simd)
     else:
-        kernel, variant = _blocks_diag_spherical, cov_code == 3
+        kernel, variant = _blocks_diag_spherical, (cov_code == 3,)
     run_blocks(
-        kernel, n_blocks, X, sample_weight, log_norm, means, means_acc, prec, variant, accumulate, part_R,
+        kernel, n_blocks, X, sample_weight, log_norm, means, means_acc, prec, *variant, accumulate, part_R,
         part_S1, part_S2, part_sums, part_worst, part_worst_row, out_logprob, out_label, out_resp,
     )  # fmt: skip
     # serial merge in block order: independent of the thread count
