@@ -2,7 +2,7 @@
 
 The helpers replace two per-row costs of the diag/spherical kernel: the scalar
 libm ``log`` of the log-sum-exp (:func:`log_rows`, a vectorisable log) and the
-strided gathers of the tile transposition (:func:`load_tile_transposed`, 8 x 8
+strided gathers of the tile transposition (:func:`load_tile`, 8 x 8
 register blocks for float64 rows). The whole pass is held to the plain-NumPy
 reference EM (tests/reference.py) at 1e-12 relative, for diag and spherical,
 float64 and float32 rows, with and without sample weights, and for feature and
@@ -17,7 +17,7 @@ import reference
 
 from fastem._kernels._config import COV_CODES, jit
 from fastem._kernels.gaussian import _gaussian_pass
-from fastem._kernels.tile_rows import load_tile_transposed, log_rows
+from fastem._kernels.tile_rows import load_tile, log_rows
 from fastem.families.gaussian import GaussianParams, GaussianStats
 
 TILE = 256
@@ -35,7 +35,16 @@ def _log_rows(s, mx):
 def _transposed(X, sample_weight, t0, nt):
     xt = np.full((X.shape[1], TILE), np.nan, dtype=X.dtype)
     w = np.full(TILE, np.nan)
-    load_tile_transposed(X, sample_weight, t0, nt, xt, w)
+    load_tile(X, sample_weight, t0, nt, xt, w)
+    return xt, w
+
+
+@jit()
+def _transposed_wide(X, sample_weight, t0, nt):
+    # float64 tile of any rows, as the Student-t kernel loads float32 rows
+    xt = np.full((X.shape[1], TILE), np.nan)
+    w = np.full(TILE, np.nan)
+    load_tile(X, sample_weight, t0, nt, xt, w)
     return xt, w
 
 
@@ -69,6 +78,9 @@ def test_tile_transposition(n_features, dtype):
         np.testing.assert_array_equal(w[:nt], sw[t0 : t0 + nt])
     _, w = _transposed(X, np.zeros(0), 0, 7)
     np.testing.assert_array_equal(w[:7], 1.0)
+    for t0, nt in [(0, TILE), (5, 37)]:
+        xt, _ = _transposed_wide(X, sw, t0, nt)
+        np.testing.assert_array_equal(xt[:, :nt], X[t0 : t0 + nt].T.astype(np.float64))
 
 
 def test_tile_transposition_strided_rows():

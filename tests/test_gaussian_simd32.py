@@ -21,7 +21,7 @@ from fastem._kernels.gaussian_simd import (
     shared_centre,
     shifted_means,
 )
-from fastem._kernels.gaussian_simd32 import quadratic_form_rows32, tile_quadratic_forms_by_sums
+from fastem._kernels.gaussian_simd32 import quadratic_form_rows32, tile_quadratic_forms
 
 #: the full/tied kernel's tile with float32 sums (gaussian.FLOAT32_SUMS_TILE_ROWS)
 TILE32 = 256
@@ -29,13 +29,13 @@ TILE32 = 256
 
 @jit()
 def _forms(xe, nt, prec, kp, means_acc):
-    """(q from quadratic_form_rows32, q from tile_quadratic_forms_by_sums for ``means_acc``'s dtype, q from
+    """(q from quadratic_form_rows32, q from tile_quadratic_forms for ``means_acc``'s dtype, q from
     the float64-squares kernel), NaN where not written."""
     upad = padded_precision(prec, xe.dtype, True)
     q32 = np.full(TILE32, np.nan)
     quadratic_form_rows32(xe, nt, upad, kp, upad[0, :0, :], 0, q32)
     q_dispatched = np.full(TILE32, np.nan)
-    tile_quadratic_forms_by_sums(xe, nt, upad, kp, upad[0, :0, :], 0, q_dispatched, means_acc)
+    tile_quadratic_forms(xe, nt, upad, kp, upad[0, :0, :], 0, q_dispatched, means_acc)
     q_wide = np.full(TILE32, np.nan)
     quadratic_form_rows(xe, nt, upad, kp, q_wide)
     return q32, q_dispatched, q_wide

@@ -95,9 +95,9 @@ from .gaussian_simd import (
     tile_moments,
     use_moments32,
 )
-from .gaussian_simd32 import tile_quadratic_forms_by_sums
+from .gaussian_simd32 import tile_quadratic_forms
 from .gaussian_tiles import _outer_upper_tile, _quadratic_form_tile
-from .tile_rows import load_tile_transposed, log_rows
+from .tile_rows import load_tile, load_weights, log_rows
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.6931471803691238
@@ -192,28 +192,6 @@ def _exp_shifted_row32(a, ea, k, mx, nt, pbuf, ibuf, fbuf, total):
         e = pbuf[b] * fbuf[b]
         ea[k, b] = e
         total[b] += e
-
-
-@jit(inline="always")
-def _load_tile(X, sample_weight, t0, nt, xt, w):
-    """xt[:, :nt] <- rows t0 .. t0 + nt of X, transposed; w[:nt] <- their sample weights (1 if none)."""
-    rows = X[t0 : t0 + nt]
-    for d in range(X.shape[1]):
-        column = rows[:, d]
-        for b in range(nt):
-            xt[d, b] = column[b]
-    _load_weights(sample_weight, t0, nt, w)
-
-
-@jit(inline="always")
-def _load_weights(sample_weight, t0, nt, w):
-    """w[:nt] <- the sample weights of rows t0 .. t0 + nt (1 if none)."""
-    if sample_weight.shape[0] > 0:
-        for b in range(nt):
-            w[b] = sample_weight[t0 + b]
-    else:
-        for b in range(nt):
-            w[b] = 1.0
 
 
 def _exp_target(a, narrow):
@@ -421,9 +399,9 @@ def _blocks_full_tied(
                 if centred_tile:
                     load_tile_centred(X, t0, nt, centre, xe)
             if centred_tile and simd_moments:  # xt is not used: the M-step reads rows from xp
-                _load_weights(sample_weight, t0, nt, w)
+                load_weights(sample_weight, t0, nt, w)
             else:
-                _load_tile(X, sample_weight, t0, nt, xt, w)
+                load_tile(X, sample_weight, t0, nt, xt, w)
             # E-step: weighted log densities, component by component, with the
             # running maximum and its argmax
             for b in range(nt):
@@ -440,7 +418,7 @@ def _blocks_full_tied(
                     _quadratic_form_tile(xe, nt, prec, kp, q, y, z)
                 else:
                     # float32 sums: float32 squares (gaussian_simd32); else gaussian_simd's tiles
-                    tile_quadratic_forms_by_sums(xe, nt, upad, kp, shift, k, q, means_acc)
+                    tile_quadratic_forms(xe, nt, upad, kp, shift, k, q, means_acc)
                 c = log_norm[k]
                 for b in range(nt):
                     v = c - 0.5 * q[b]
@@ -537,8 +515,7 @@ def _blocks_diag_spherical(
         worst_row = 0
         for t0 in range(start, stop, DIAG_TILE_ROWS):
             nt = min(DIAG_TILE_ROWS, stop - t0)
-            # float64 rows: transposed in 8 x 8 register blocks, not by strided gathers
-            load_tile_transposed(X, sample_weight, t0, nt, xt, w)
+            load_tile(X, sample_weight, t0, nt, xt, w)
             for b in range(nt):
                 mx[b] = -np.inf
                 lbl[b] = 0

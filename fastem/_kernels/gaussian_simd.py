@@ -1331,19 +1331,3 @@ def _tile_moments_impl(xp, nt, mp, k, wr, xw, s1, s2):
     if xp.dtype == types.float32:
         return lambda xp, nt, mp, k, wr, xw, s1, s2: weighted_moments32(xp, nt, mp, k, wr, xw, s1, s2)
     return lambda xp, nt, mp, k, wr, xw, s1, s2: weighted_moments_centred(xp, nt, mp, k, wr, xw, s1, s2)
-
-
-def tile_quadratic_forms(xe, nt, upad, kp, shift, k, q):
-    """float64 ``xe``: :func:`quadratic_form_rows_shifted` (``xe`` centred once on the shared centre);
-    float32: :func:`quadratic_form_rows` (``xe`` centred on m_k, ``shift`` unused). numba only."""
-    raise NotImplementedError  # numba only, see the overload below
-
-
-@overload(tile_quadratic_forms, inline="always")
-def _tile_quadratic_forms_impl(xe, nt, upad, kp, shift, k, q):
-    # float32 tiles keep the per-component centring: their rounding is then relative to x - m_k
-    if xe.dtype == types.float64:
-        return lambda xe, nt, upad, kp, shift, k, q: quadratic_form_rows_shifted(
-            xe, nt, upad, kp, shift, k, q
-        )
-    return lambda xe, nt, upad, kp, shift, k, q: quadratic_form_rows(xe, nt, upad, kp, q)

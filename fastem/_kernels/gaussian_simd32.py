@@ -7,7 +7,7 @@ triangular product y = (x - m)^T U on 16-row float32 vectors (the same
 each block of 4 columns of U are also taken and summed in float32 (4 FMAs in
 float32 lanes instead of 8 widenings and 8 float64 FMAs per row vector), and only
 the block's sum is widened and added into q, which stays float64 across blocks.
-:func:`tile_quadratic_forms_by_sums` picks it at compile time from the precision of the
+:func:`tile_quadratic_forms` picks it at compile time from the precision of the
 sums, so the float64-sums kernels compile to the code they had.
 
 Accuracy: y is float32 already (its products and sums rounded in float32); the
@@ -49,7 +49,7 @@ from numba.extending import overload
 
 from ._config import jit
 from ._simd import vlanes
-from .gaussian_simd import _quadratic_form_4x4, tile_quadratic_forms
+from .gaussian_simd import _quadratic_form_4x4, quadratic_form_rows, quadratic_form_rows_shifted
 
 #: marks float32 squares for :func:`.gaussian_simd._quadratic_form_4x4` (a type, read at compile time)
 _NARROW_SQUARES = np.zeros(0, dtype=np.float32)
@@ -91,19 +91,26 @@ def _quadratic_form_rows_wide(xe, nt, upad, kp, shift, k, q):
         q[b] = total
 
 
-def tile_quadratic_forms_by_sums(xe, nt, upad, kp, shift, k, q, means_acc):
-    """:func:`quadratic_form_rows32` with float32 sums (float32 ``means_acc`` and ``xe``), else
-    :func:`.gaussian_simd.tile_quadratic_forms` with the same arguments (numba only)."""
+def tile_quadratic_forms(xe, nt, upad, kp, shift, k, q, means_acc):
+    """The full/tied kernel's E-step tile, chosen at compile time (numba only).
+
+    float32 sums (float32 ``means_acc`` and ``xe``): :func:`quadratic_form_rows32`, float32
+    squares; float64 ``xe``: :func:`.gaussian_simd.quadratic_form_rows_shifted`; both on a tile
+    centred once on the shared centre. float32 data with float64 sums keep the per-component
+    centring, their rounding relative to x - m_k: :func:`.gaussian_simd.quadratic_form_rows`
+    (``shift`` unused).
+    """
     raise NotImplementedError  # numba only, see the overload below
 
 
-@overload(tile_quadratic_forms_by_sums, inline="always")
-def _tile_quadratic_forms_by_sums_impl(xe, nt, upad, kp, shift, k, q, means_acc):
-    # chosen at compile time: float64 sums (float32 or float64 data) call the kernel they had
+@overload(tile_quadratic_forms, inline="always")
+def _tile_quadratic_forms_impl(xe, nt, upad, kp, shift, k, q, means_acc):
     if means_acc.dtype == types.float32 and xe.dtype == types.float32:
         return lambda xe, nt, upad, kp, shift, k, q, means_acc: quadratic_form_rows32(
             xe, nt, upad, kp, shift, k, q
         )
-    return lambda xe, nt, upad, kp, shift, k, q, means_acc: tile_quadratic_forms(
-        xe, nt, upad, kp, shift, k, q
-    )
+    if xe.dtype == types.float64:
+        return lambda xe, nt, upad, kp, shift, k, q, means_acc: quadratic_form_rows_shifted(
+            xe, nt, upad, kp, shift, k, q
+        )
+    return lambda xe, nt, upad, kp, shift, k, q, means_acc: quadratic_form_rows(xe, nt, upad, kp, q)

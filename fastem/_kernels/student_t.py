@@ -39,8 +39,9 @@ import numpy as np
 from ._blocks import add_partials, merge_block_scalars, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._vector_width import prefer_wide_vectors
-from .gaussian import _aligned, _finish_tile_into, _load_tile
+from .gaussian import _aligned, _finish_tile_into
 from .gaussian_tiles import _outer_upper_tile, _quadratic_form_tile
+from .tile_rows import load_tile
 
 
 @jit()
@@ -91,7 +92,7 @@ def _blocks_student_t(
         worst_row = 0
         for t0 in range(start, stop, tile_rows):
             nt = min(tile_rows, stop - t0)
-            _load_tile(X, sample_weight, t0, nt, xt, w)
+            load_tile(X, sample_weight, t0, nt, xt, w)
 
             # E-step: delta, log1p(delta / nu) and the log-densities, with the running maximum
             for b in range(nt):

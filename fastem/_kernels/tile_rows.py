@@ -11,7 +11,7 @@ the diag/spherical pass (O(D) per component). Measured on 4e6 x 8, K=8
   sums of exponentials the kernels take logs of), used by
   :func:`fastem._kernels.gaussian._close_tile` for every Gaussian kernel;
 * transposing the tile (rows into the SIMD lanes) took about 0.02 s, in strided
-  gathers. :func:`load_tile_transposed` moves float64 rows in 8 x 8 blocks:
+  gathers. :func:`load_tile` moves float64 rows in 8 x 8 blocks:
   eight row loads, 24 shuffles (which do not compete with the arithmetic) and
   eight stores (:func:`transpose_8x8`).
 
@@ -131,16 +131,17 @@ def transpose_8x8(typingctx, X, r0, c0, xt, b0):
 
 
 @jit(inline="always")
-def load_tile_transposed(X, sample_weight, t0, nt, xt, w):
+def load_tile(X, sample_weight, t0, nt, xt, w):
     """xt[:, :nt] <- rows t0 .. t0 + nt of X, transposed; w[:nt] <- their sample weights (1 if none).
 
-    Rows of at least 8 features with unit stride: blocks of 8 rows x 8 features by
-    :func:`transpose_8x8`, the rest element by element; other rows element by element, exactly as
-    :func:`fastem._kernels.gaussian._load_tile`. ``xt`` has the dtype of ``X``.
+    The tile loader of every Gaussian kernel. Rows of at least 8 features with unit stride: blocks
+    of 8 rows x 8 features by :func:`transpose_8x8` (when ``xt`` has the dtype of ``X``), the rest
+    element by element; other rows element by element.
     """
     n_features = X.shape[1]
     rows = X[t0 : t0 + nt]
-    if X.strides[1] == X.itemsize and n_features >= 8:
+    # the 8 x 8 blocks move X's element type: a float64 tile of float32 rows (Student-t) goes element-wise
+    if X.strides[1] == X.itemsize and n_features >= 8 and xt.itemsize == X.itemsize:
         full_rows = nt - nt % 8
         full_cols = n_features - n_features % 8
         for i in range(0, full_rows, 8):
@@ -158,6 +159,12 @@ def load_tile_transposed(X, sample_weight, t0, nt, xt, w):
             column = rows[:, d]
             for b in range(nt):
                 xt[d, b] = column[b]
+    load_weights(sample_weight, t0, nt, w)
+
+
+@jit(inline="always")
+def load_weights(sample_weight, t0, nt, w):
+    """w[:nt] <- the sample weights of rows t0 .. t0 + nt (1 if none)."""
     if sample_weight.shape[0] > 0:
         for b in range(nt):
             w[b] = sample_weight[t0 + b]
