@@ -49,12 +49,13 @@ def _centred_moments(X, t0, nt, means, wr, tied):
     n_components, n_features = means.shape
     centre = shared_centre(means)
     xp, xw = row_buffers(TILE, n_features, True)
-    mp = padded_means(means, xp.shape[1])
+    n_padded = (n_features + 7) // 8 * 8  # xp, xw are whole rows, possibly wider
+    mp = padded_means(means, n_padded)
     for k in range(n_components):
         for d in range(n_features):
             mp[k, d] -= centre[d]
-    acc1 = np.zeros((n_components, 1, xp.shape[1]))
-    acc2 = np.zeros((1 if tied else n_components, xp.shape[1], xp.shape[1]))
+    acc1 = np.zeros((n_components, 1, n_padded))
+    acc2 = np.zeros((1 if tied else n_components, n_padded, n_padded))
     part_S1 = np.zeros((2, n_components, n_features))
     part_S2 = np.zeros((2, acc2.shape[0], n_features, n_features))
     for _ in range(2):  # two tiles of one block: the move to m_k applies to the block's sums

@@ -371,8 +371,9 @@ def _blocks_full_tied(
         upad = padded_precision(prec, X.dtype, True)
         simd_moments = accumulate and (means_acc.itemsize == 8 or use_moments32(n_features))
         xp, xwr, mp = moment_buffers(tile_rows, n_features, means_acc, simd_moments)
-        acc1 = np.zeros((n_components if simd_moments else 0, 1, xp.shape[1]))
-        acc2 = np.zeros((part_S2.shape[1] if simd_moments else 0, xp.shape[1], xp.shape[1]))
+        n_padded = mp.shape[1]  # the moments' columns (xp, xwr may be wider: row_buffers)
+        acc1 = np.zeros((n_components if simd_moments else 0, 1, n_padded))
+        acc2 = np.zeros((part_S2.shape[1] if simd_moments else 0, n_padded, n_padded))
         # Shared centre c (the mean of the means): tiles are centred once on c, not once per
         # component. E-step (float64 data, or float32 sums): y = (x - c) U - (m_k - c) U, the second
         # term the start of the accumulators; M-step (float64 sums): the moments of x - c against the

@@ -20,7 +20,11 @@ in vector registers (:mod:`._simd`), like a BLAS kernel:
   with the rows in a row-major (T, D) copy of the tile, 8 values of d
   (broadcast) times 3 vectors of e (24 accumulators), summed over all the
   tile's rows in registers: no horizontal reductions. The weighted centred rows
-  w_b x_be, and S1, are formed in one sweep before. Blocks of 8 rows of S2
+  w_b x_be, and S1, are formed by the blocks of the first 8 rows of S2 on the
+  way (``form``; a separate sweep before them moved the 128-row tile through L2
+  once more: with C-contiguous row buffers too, 0.87-0.90x the pass time at
+  2e5 x 64, K=32 and 0.89-0.92x at 4e5 x 32, K=32, in alternating runs at
+  load 1.6-2.9). Blocks of 8 rows of S2
   start on the block's own 8-column vector, so about 10% (D=64) to 29% (D=16)
   of the products fall below the diagonal. (float32 sums:
   :func:`weighted_moments32`, the same blocks on rows centred on each m_k.)
@@ -269,10 +273,69 @@ def _quadratic_form_4x4(xe, b0, upad, kp, q, shift, k, shifted, squares):
     vstore_flat(q, b0 + 3 * lanes, q3)
 
 
+#: type markers for the M-step blocks' ``form`` argument (read at compile time): blocks of the first 8 rows
+#: of S2 form the weighted rows on the way (:func:`_weighted_block`), the other blocks read them back
+_FORM_WEIGHTED = np.zeros(0)
+_READ_WEIGHTED = np.zeros(0, dtype=np.int8)
+
+
+def _weighted_block(xp, xw, b, e, m, wb, form):
+    """xw[b, e : e + 8], formed as wb (xp[b, e : e + 8] - m) and stored if ``form`` says so (numba only)."""
+    raise NotImplementedError  # numba only, see the overload below
+
+
+@overload(_weighted_block, inline="always")
+def _weighted_block_impl(xp, xw, b, e, m, wb, form):
+    if form.dtype == types.float64:  # _FORM_WEIGHTED
+
+        def formed(xp, xw, b, e, m, wb, form):
+            c = vmul(vsub(vload(xp, b, e), m), wb)
+            vstore(xw, b, e, c)
+            return c
+
+        return formed
+    return lambda xp, xw, b, e, m, wb, form: vload(xw, b, e)
+
+
+def _formed_sum(t, c, form):
+    """t + c if ``form`` forms the weighted rows, else t (numba only)."""
+    raise NotImplementedError  # numba only, see the overload below
+
+
+@overload(_formed_sum, inline="always")
+def _formed_sum_impl(t, c, form):
+    if form.dtype == types.float64:
+        return lambda t, c, form: vadd(t, c)
+    return lambda t, c, form: t
+
+
+def _add_formed_sum(acc1, e, t, form):
+    """acc1[0, e : e + 8] += t if ``form`` forms the weighted rows (numba only)."""
+    raise NotImplementedError  # numba only, see the overload below
+
+
+@overload(_add_formed_sum, inline="always")
+def _add_formed_sum_impl(acc1, e, t, form):
+    if form.dtype == types.float64:
+        return lambda acc1, e, t, form: vadd_to(acc1, 0, e, t)
+    return lambda acc1, e, t, form: None
+
+
 @jit(inline="always")
-def _outer_centred_8x3(xp, xw, nt, d0, e0, acc):
-    """acc[d0 + i, e] += sum_b xp[b, d0 + i] xw[b, e] for i < 8, e0 <= e < e0 + 24."""
+def _outer_centred_8x3(xp, xw, nt, d0, e0, acc, mp, k, wr, acc1, form):
+    """acc[d0 + i, e] += sum_b xp[b, d0 + i] xw[b, e] for i < 8, e0 <= e < e0 + 24.
+
+    ``form`` (:data:`_FORM_WEIGHTED`): the block also forms its columns of the weighted rows,
+    xw[b, e] = wr[b] (xp[b, e] - mp[k, e]), stores them and adds their sums to acc1[0, e];
+    :data:`_READ_WEIGHTED`: it reads them from ``xw``.
+    """
+    m0 = vload(mp, k, e0 + 0)  # (read mode: unused, removed by LLVM)
+    m1 = vload(mp, k, e0 + 8)  # (read mode: unused, removed by LLVM)
+    m2 = vload(mp, k, e0 + 16)  # (read mode: unused, removed by LLVM)
     zero = vzero(acc)
+    t0 = zero
+    t1 = zero
+    t2 = zero
     a00 = zero
     a01 = zero
     a02 = zero
@@ -298,9 +361,13 @@ def _outer_centred_8x3(xp, xw, nt, d0, e0, acc):
     a71 = zero
     a72 = zero
     for b in range(nt):
-        c0 = vload(xw, b, e0 + 0)
-        c1 = vload(xw, b, e0 + 8)
-        c2 = vload(xw, b, e0 + 16)
+        wb = vsplat(xw, wr[b])
+        c0 = _weighted_block(xp, xw, b, e0 + 0, m0, wb, form)
+        t0 = _formed_sum(t0, c0, form)
+        c1 = _weighted_block(xp, xw, b, e0 + 8, m1, wb, form)
+        t1 = _formed_sum(t1, c1, form)
+        c2 = _weighted_block(xp, xw, b, e0 + 16, m2, wb, form)
+        t2 = _formed_sum(t2, c2, form)
         w = vbroadcast(xp, b, d0 + 0)
         a00 = vfma(w, c0, a00)
         a01 = vfma(w, c1, a01)
@@ -333,6 +400,9 @@ def _outer_centred_8x3(xp, xw, nt, d0, e0, acc):
         a70 = vfma(w, c0, a70)
         a71 = vfma(w, c1, a71)
         a72 = vfma(w, c2, a72)
+    _add_formed_sum(acc1, e0 + 0, t0, form)
+    _add_formed_sum(acc1, e0 + 8, t1, form)
+    _add_formed_sum(acc1, e0 + 16, t2, form)
     vadd_to(acc, d0 + 0, e0 + 0, a00)
     vadd_to(acc, d0 + 0, e0 + 8, a01)
     vadd_to(acc, d0 + 0, e0 + 16, a02)
@@ -360,9 +430,18 @@ def _outer_centred_8x3(xp, xw, nt, d0, e0, acc):
 
 
 @jit(inline="always")
-def _outer_centred_8x2(xp, xw, nt, d0, e0, acc):
-    """acc[d0 + i, e] += sum_b xp[b, d0 + i] xw[b, e] for i < 8, e0 <= e < e0 + 16."""
+def _outer_centred_8x2(xp, xw, nt, d0, e0, acc, mp, k, wr, acc1, form):
+    """acc[d0 + i, e] += sum_b xp[b, d0 + i] xw[b, e] for i < 8, e0 <= e < e0 + 16.
+
+    ``form`` (:data:`_FORM_WEIGHTED`): the block also forms its columns of the weighted rows,
+    xw[b, e] = wr[b] (xp[b, e] - mp[k, e]), stores them and adds their sums to acc1[0, e];
+    :data:`_READ_WEIGHTED`: it reads them from ``xw``.
+    """
+    m0 = vload(mp, k, e0 + 0)  # (read mode: unused, removed by LLVM)
+    m1 = vload(mp, k, e0 + 8)  # (read mode: unused, removed by LLVM)
     zero = vzero(acc)
+    t0 = zero
+    t1 = zero
     a00 = zero
     a01 = zero
     a10 = zero
@@ -380,8 +459,11 @@ def _outer_centred_8x2(xp, xw, nt, d0, e0, acc):
     a70 = zero
     a71 = zero
     for b in range(nt):
-        c0 = vload(xw, b, e0 + 0)
-        c1 = vload(xw, b, e0 + 8)
+        wb = vsplat(xw, wr[b])
+        c0 = _weighted_block(xp, xw, b, e0 + 0, m0, wb, form)
+        t0 = _formed_sum(t0, c0, form)
+        c1 = _weighted_block(xp, xw, b, e0 + 8, m1, wb, form)
+        t1 = _formed_sum(t1, c1, form)
         w = vbroadcast(xp, b, d0 + 0)
         a00 = vfma(w, c0, a00)
         a01 = vfma(w, c1, a01)
@@ -406,6 +488,8 @@ def _outer_centred_8x2(xp, xw, nt, d0, e0, acc):
         w = vbroadcast(xp, b, d0 + 7)
         a70 = vfma(w, c0, a70)
         a71 = vfma(w, c1, a71)
+    _add_formed_sum(acc1, e0 + 0, t0, form)
+    _add_formed_sum(acc1, e0 + 8, t1, form)
     vadd_to(acc, d0 + 0, e0 + 0, a00)
     vadd_to(acc, d0 + 0, e0 + 8, a01)
     vadd_to(acc, d0 + 1, e0 + 0, a10)
@@ -425,9 +509,16 @@ def _outer_centred_8x2(xp, xw, nt, d0, e0, acc):
 
 
 @jit(inline="always")
-def _outer_centred_8x1(xp, xw, nt, d0, e0, acc):
-    """acc[d0 + i, e] += sum_b xp[b, d0 + i] xw[b, e] for i < 8, e0 <= e < e0 + 8."""
+def _outer_centred_8x1(xp, xw, nt, d0, e0, acc, mp, k, wr, acc1, form):
+    """acc[d0 + i, e] += sum_b xp[b, d0 + i] xw[b, e] for i < 8, e0 <= e < e0 + 8.
+
+    ``form`` (:data:`_FORM_WEIGHTED`): the block also forms its columns of the weighted rows,
+    xw[b, e] = wr[b] (xp[b, e] - mp[k, e]), stores them and adds their sums to acc1[0, e];
+    :data:`_READ_WEIGHTED`: it reads them from ``xw``.
+    """
+    m0 = vload(mp, k, e0 + 0)  # (read mode: unused, removed by LLVM)
     zero = vzero(acc)
+    t0 = zero
     a00 = zero
     a10 = zero
     a20 = zero
@@ -437,7 +528,9 @@ def _outer_centred_8x1(xp, xw, nt, d0, e0, acc):
     a60 = zero
     a70 = zero
     for b in range(nt):
-        c0 = vload(xw, b, e0 + 0)
+        wb = vsplat(xw, wr[b])
+        c0 = _weighted_block(xp, xw, b, e0 + 0, m0, wb, form)
+        t0 = _formed_sum(t0, c0, form)
         w = vbroadcast(xp, b, d0 + 0)
         a00 = vfma(w, c0, a00)
         w = vbroadcast(xp, b, d0 + 1)
@@ -454,6 +547,7 @@ def _outer_centred_8x1(xp, xw, nt, d0, e0, acc):
         a60 = vfma(w, c0, a60)
         w = vbroadcast(xp, b, d0 + 7)
         a70 = vfma(w, c0, a70)
+    _add_formed_sum(acc1, e0 + 0, t0, form)
     vadd_to(acc, d0 + 0, e0 + 0, a00)
     vadd_to(acc, d0 + 1, e0 + 0, a10)
     vadd_to(acc, d0 + 2, e0 + 0, a20)
@@ -466,7 +560,7 @@ def _outer_centred_8x1(xp, xw, nt, d0, e0, acc):
 
 @jit(inline="always")
 def _weighted_outer_16(xp, nt, mp, k, wr, xw, acc1, acc):
-    """:func:`_weighted_1v` on columns 0 .. 15 and :func:`weighted_moments_centred`'s products, in one sweep.
+    """The weighted rows on columns 0 .. 15 and :func:`weighted_moments_centred`'s products, in one sweep.
 
     For 16 padded columns (9 to 16 features) the weighted rows are formed in registers, stored
     and summed into acc1 on the way, and the products of rows 0 .. 7 (both vectors) and 8 .. 15
@@ -579,97 +673,6 @@ def _weighted_outer_16(xp, nt, mp, k, wr, xw, acc1, acc):
     vadd_to(acc, 15, 8, g7)
 
 
-@jit(inline="always")
-def _weighted_4v(xp, nt, mp, k, wr, xw, acc1, c0):
-    """xw[b, c] = wr[b] (xp[b, c] - mp[k, c]) and acc1[0, c] += sum_b xw[b, c], c0 <= c < c0 + 32."""
-    m0 = vload(mp, k, c0 + 0)
-    m1 = vload(mp, k, c0 + 8)
-    m2 = vload(mp, k, c0 + 16)
-    m3 = vload(mp, k, c0 + 24)
-    zero = vzero(xw)
-    even0 = zero
-    odd0 = zero
-    even1 = zero
-    odd1 = zero
-    even2 = zero
-    odd2 = zero
-    even3 = zero
-    odd3 = zero
-    b = 0
-    while b + 2 <= nt:  # two sums per column, by row parity: half the add latency per row
-        w = vsplat(xw, wr[b + 0])
-        v = vmul(vsub(vload(xp, b + 0, c0 + 0), m0), w)
-        vstore(xw, b + 0, c0 + 0, v)
-        even0 = vadd(even0, v)
-        v = vmul(vsub(vload(xp, b + 0, c0 + 8), m1), w)
-        vstore(xw, b + 0, c0 + 8, v)
-        even1 = vadd(even1, v)
-        v = vmul(vsub(vload(xp, b + 0, c0 + 16), m2), w)
-        vstore(xw, b + 0, c0 + 16, v)
-        even2 = vadd(even2, v)
-        v = vmul(vsub(vload(xp, b + 0, c0 + 24), m3), w)
-        vstore(xw, b + 0, c0 + 24, v)
-        even3 = vadd(even3, v)
-        w = vsplat(xw, wr[b + 1])
-        v = vmul(vsub(vload(xp, b + 1, c0 + 0), m0), w)
-        vstore(xw, b + 1, c0 + 0, v)
-        odd0 = vadd(odd0, v)
-        v = vmul(vsub(vload(xp, b + 1, c0 + 8), m1), w)
-        vstore(xw, b + 1, c0 + 8, v)
-        odd1 = vadd(odd1, v)
-        v = vmul(vsub(vload(xp, b + 1, c0 + 16), m2), w)
-        vstore(xw, b + 1, c0 + 16, v)
-        odd2 = vadd(odd2, v)
-        v = vmul(vsub(vload(xp, b + 1, c0 + 24), m3), w)
-        vstore(xw, b + 1, c0 + 24, v)
-        odd3 = vadd(odd3, v)
-        b += 2
-    if b < nt:
-        w = vsplat(xw, wr[b])
-        v = vmul(vsub(vload(xp, b, c0 + 0), m0), w)
-        vstore(xw, b, c0 + 0, v)
-        even0 = vadd(even0, v)
-        v = vmul(vsub(vload(xp, b, c0 + 8), m1), w)
-        vstore(xw, b, c0 + 8, v)
-        even1 = vadd(even1, v)
-        v = vmul(vsub(vload(xp, b, c0 + 16), m2), w)
-        vstore(xw, b, c0 + 16, v)
-        even2 = vadd(even2, v)
-        v = vmul(vsub(vload(xp, b, c0 + 24), m3), w)
-        vstore(xw, b, c0 + 24, v)
-        even3 = vadd(even3, v)
-    vadd_to(acc1, 0, c0 + 0, vadd(even0, odd0))
-    vadd_to(acc1, 0, c0 + 8, vadd(even1, odd1))
-    vadd_to(acc1, 0, c0 + 16, vadd(even2, odd2))
-    vadd_to(acc1, 0, c0 + 24, vadd(even3, odd3))
-
-
-@jit(inline="always")
-def _weighted_1v(xp, nt, mp, k, wr, xw, acc1, c0):
-    """xw[b, c] = wr[b] (xp[b, c] - mp[k, c]) and acc1[0, c] += sum_b xw[b, c], c0 <= c < c0 + 8."""
-    m0 = vload(mp, k, c0 + 0)
-    zero = vzero(xw)
-    even0 = zero
-    odd0 = zero
-    b = 0
-    while b + 2 <= nt:  # two sums per column, by row parity: half the add latency per row
-        w = vsplat(xw, wr[b + 0])
-        v = vmul(vsub(vload(xp, b + 0, c0 + 0), m0), w)
-        vstore(xw, b + 0, c0 + 0, v)
-        even0 = vadd(even0, v)
-        w = vsplat(xw, wr[b + 1])
-        v = vmul(vsub(vload(xp, b + 1, c0 + 0), m0), w)
-        vstore(xw, b + 1, c0 + 0, v)
-        odd0 = vadd(odd0, v)
-        b += 2
-    if b < nt:
-        w = vsplat(xw, wr[b])
-        v = vmul(vsub(vload(xp, b, c0 + 0), m0), w)
-        vstore(xw, b, c0 + 0, v)
-        even0 = vadd(even0, v)
-    vadd_to(acc1, 0, c0 + 0, vadd(even0, odd0))
-
-
 # ------------------------------------------------------------------ tile drivers
 @jit(inline="always")
 def padded_precision(prec, dtype, enabled):
@@ -708,14 +711,18 @@ def _aligned_zeros(n_rows, n_cols):
 
 @jit(inline="always")
 def row_buffers(tile_rows, n_features, enabled):
-    """(xp, xw): zeroed float64 (tile_rows, D8) buffers, D8 = D rounded up to 8 (0 if not ``enabled``).
+    """(xp, xw): zeroed float64 C-contiguous (tile_rows, stride) buffers for D8 = D rounded up to 8 columns.
 
-    Rows start on 64-byte boundaries, an odd number of cache lines apart.
+    The kernels use the first D8 columns (the width of :func:`padded_means`); ``stride`` is D8, or D8 + 8
+    so that rows start on 64-byte boundaries an odd number of cache lines apart. Whole rows, not a
+    (tile_rows, D8) view: numba types a view as non-contiguous, and its column stride, unknown at compile
+    time, cost the 8-row blocks 7 address additions per row (measured 0.95x the M-step's time at D=64,
+    0.89x at D=32, with C-contiguous rows). Zero columns if not ``enabled``.
     """
     n_padded = (n_features + 7) // 8 * 8 if enabled else 0
     stride = n_padded + 8 if n_padded % 16 == 0 and enabled else n_padded
     both = _aligned_zeros(2 * tile_rows, stride)
-    return both[:tile_rows, :n_padded], both[tile_rows:, :n_padded]
+    return both[:tile_rows], both[tile_rows:]
 
 
 @jit(inline="always")
@@ -825,26 +832,27 @@ def weighted_moments_centred(xp, nt, mp, k, wr, xw, s1, s2):
     per-row subtraction is left in the products. The moments around m_k follow at the block's
     end, s2[d, e] - mp[k, d] s1[e] (:func:`add_block_moments_centred`).
     """
-    n_padded = xp.shape[1]
+    n_padded = mp.shape[1]  # xp, xw may be wider (row_buffers)
     if n_padded == 16:  # 9 to 16 features: the weighted rows and every product in one sweep
         _weighted_outer_16(xp, nt, mp, k, wr, xw, s1, s2)
         return
-    c = 0
-    while c + 32 <= n_padded:
-        _weighted_4v(xp, nt, mp, k, wr, xw, s1, c)
-        c += 32
-    while c < n_padded:
-        _weighted_1v(xp, nt, mp, k, wr, xw, s1, c)
-        c += 8
-    for d0 in range(0, n_padded, 8):
-        e0 = d0
-        while e0 + 24 <= n_padded:
-            _outer_centred_8x3(xp, xw, nt, d0, e0, s2)
-            e0 += 24
-        if e0 + 16 <= n_padded:
-            _outer_centred_8x2(xp, xw, nt, d0, e0, s2)
-        elif e0 + 8 <= n_padded:
-            _outer_centred_8x1(xp, xw, nt, d0, e0, s2)
+    _outer_row_block(xp, xw, nt, 0, s2, mp, k, wr, s1, _FORM_WEIGHTED)
+    for d0 in range(8, n_padded, 8):
+        _outer_row_block(xp, xw, nt, d0, s2, mp, k, wr, s1, _READ_WEIGHTED)
+
+
+@jit(inline="always")
+def _outer_row_block(xp, xw, nt, d0, s2, mp, k, wr, s1, form):
+    """Rows d0 .. d0 + 7 of s2 from column d0 on, in blocks of 24, 16 or 8 columns (see ``form``)."""
+    n_padded = mp.shape[1]
+    e0 = d0
+    while e0 + 24 <= n_padded:
+        _outer_centred_8x3(xp, xw, nt, d0, e0, s2, mp, k, wr, s1, form)
+        e0 += 24
+    if e0 + 16 <= n_padded:
+        _outer_centred_8x2(xp, xw, nt, d0, e0, s2, mp, k, wr, s1, form)
+    elif e0 + 8 <= n_padded:
+        _outer_centred_8x1(xp, xw, nt, d0, e0, s2, mp, k, wr, s1, form)
 
 
 @jit(inline="always")
@@ -1313,7 +1321,7 @@ def _moment_buffers_impl(tile_rows, n_features, means_acc, enabled):
 
     def impl64(tile_rows, n_features, means_acc, enabled):
         xp, xw = row_buffers(tile_rows, n_features, enabled)
-        return xp, xw, padded_means(means_acc, xp.shape[1])
+        return xp, xw, padded_means(means_acc, (n_features + 7) // 8 * 8 if enabled else 0)
 
     return impl64
 
