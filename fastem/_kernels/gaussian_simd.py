@@ -22,9 +22,9 @@ in vector registers (:mod:`._simd`), like a BLAS kernel:
   tile's rows in registers: no horizontal reductions. The weighted centred rows
   w_b x_be, and S1, are formed by the blocks of the first 8 rows of S2 on the
   way (``form``; a separate sweep before them moved the 128-row tile through L2
-  once more: with C-contiguous row buffers too, 0.87-0.90x the pass time at
-  2e5 x 64, K=32 and 0.89-0.92x at 4e5 x 32, K=32, in alternating runs at
-  load 1.6-2.9). Blocks of 8 rows of S2
+  once more: with C-contiguous row buffers too, 0.93x the pass time at
+  2e5 x 64, K=32, 0.935x at 4e5 x 32, K=32 and 0.97x at 1e6 x 16, K=16, old and
+  new in one process, interleaved, load 2). Blocks of 8 rows of S2
   start on the block's own 8-column vector, so about 10% (D=64) to 29% (D=16)
   of the products fall below the diagonal. (float32 sums:
   :func:`weighted_moments32`, the same blocks on rows centred on each m_k.)
@@ -716,8 +716,8 @@ def row_buffers(tile_rows, n_features, enabled):
     The kernels use the first D8 columns (the width of :func:`padded_means`); ``stride`` is D8, or D8 + 8
     so that rows start on 64-byte boundaries an odd number of cache lines apart. Whole rows, not a
     (tile_rows, D8) view: numba types a view as non-contiguous, and its column stride, unknown at compile
-    time, cost the 8-row blocks 7 address additions per row (measured 0.95x the M-step's time at D=64,
-    0.89x at D=32, with C-contiguous rows). Zero columns if not ``enabled``.
+    time, cost the 8-row blocks 7 address additions per row (the M-step alone, one thread, took 0.95x
+    the time at D=64 and 0.89x at D=32 with C-contiguous rows). Zero columns if not ``enabled``.
     """
     n_padded = (n_features + 7) // 8 * 8 if enabled else 0
     stride = n_padded + 8 if n_padded % 16 == 0 and enabled else n_padded
