@@ -95,7 +95,11 @@ SIMD_TILES = wide_vectors_enabled()
 #: Fewest features for which the tiles pay. Measured side by side (N=1e6, K=8, full, 2 threads,
 #: load 2.5-3): s/iteration with / without them 0.059 / 0.032 at D=2, 0.073 / 0.045 at D=4,
 #: 0.084 / 0.077 at D=8, 0.132 / 0.123 at D=12, then 0.16 / 0.19 at D=16 and 0.31 / 0.38 at D=24.
-SIMD_MIN_FEATURES = 16
+#: Since the one-sweep M-step for 9-16 columns and 256-row tiles (whole pass, N=1e6, K=16, in one
+#: process, interleaved, load 2.5-3.7): 1.03-1.06x the loop tiles' time at D=10, 0.93x at D=11,
+#: 0.89-0.91x at D=12, 0.75x at D=14 (float32 data: 1.0x / 0.975x at D=11 / 12; float32 sums 0.84x /
+#: 0.91x). The missing-data kernel shares the threshold (simd_tiles_for; not slower at D=12, 14).
+SIMD_MIN_FEATURES = 11
 
 
 @jit(inline="always")
