@@ -236,13 +236,28 @@ def kmeans(
     return centers, labels
 
 
-def _one_hot(labels: np.ndarray, n_components: int):
-    def chunk(start: int, stop: int) -> np.ndarray:
-        resp = np.zeros((stop - start, n_components))
-        resp[np.arange(stop - start), labels[start:stop]] = 1.0
+class HardLabels:
+    """One-hot responsibilities of hard ``labels`` as a chunk function (see :func:`responsibility_chunks`).
+
+    Kernels that can take the labels themselves read them from :func:`chunk_arguments` instead of
+    K numbers per row.
+    """
+
+    def __init__(self, labels: np.ndarray, n_components: int) -> None:
+        self.labels = np.ascontiguousarray(labels, dtype=np.int64)
+        self.n_components = n_components
+
+    def __call__(self, start: int, stop: int) -> np.ndarray:
+        resp = np.zeros((stop - start, self.n_components))
+        resp[np.arange(stop - start), self.labels[start:stop]] = 1.0
         return resp
 
-    return chunk
+
+def chunk_arguments(resp_chunks, start: int, stop: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """(resp, labels) of rows start .. stop for ``_responsibility_moments``: hard labels when known."""
+    if isinstance(resp_chunks, HardLabels):
+        return np.empty((0, resp_chunks.n_components)), resp_chunks.labels[start:stop]
+    return resp_chunks(start, stop), None
 
 
 def _from_indices(indices: np.ndarray, n_components: int):
@@ -294,7 +309,7 @@ def responsibility_chunks(
     if init_params == "kmeans":
         n_seedings = N_SEEDINGS if restart == 0 else 1
         centers, labels = kmeans(X, sample_weight, n_components, random_state, n_seedings)
-        return _one_hot(labels, n_components), centers
+        return HardLabels(labels, n_components), centers
     if init_params == "k-means++":
         seeds = kmeans_plusplus(X, sample_weight, n_components, random_state)
         return _from_indices(seeds, n_components), np.asarray(X[seeds], dtype=np.float64)
@@ -323,9 +338,9 @@ def responsibility_sums(
     S2 = np.zeros((n_components, 1, n_features))
     for start in range(0, n_samples, _CHUNK):
         stop = min(n_samples, start + _CHUNK)
+        resp, labels = chunk_arguments(resp_chunks, start, stop)
         _responsibility_moments(
-            X[start:stop], sw[start:stop] if sw.size else _NO_F64, resp_chunks(start, stop),
-            origin, 2, R, S1, S2,
-        )  # fmt: skip
+            X[start:stop], sw[start:stop] if sw.size else _NO_F64, resp, origin, 2, R, S1, S2, labels
+        )
     weight_sum = float(n_samples if sample_weight is None else sample_weight.sum())
     return R, S1, weight_sum, n_samples

@@ -130,3 +130,36 @@ def test_large_data_rows_are_assigned_once_and_centres_are_their_means():
     assert np.bincount(labels, minlength=6).min() > 0
     means = np.stack([X[labels == k].mean(axis=0) for k in range(6)])
     np.testing.assert_allclose(centers, means, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("cov_code, s2_shape", [(0, (K, 3, 3)), (1, (1, 3, 3)), (2, (K, 1, 3))])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_hard_labels_give_the_one_hot_moments_bit_for_bit(cov_code, s2_shape, weighted):
+    # the k-means initialisation passes its labels, not K numbers per row; the sums must not change
+    from fastem._init import HardLabels, chunk_arguments
+    from fastem._kernels.seeding import _responsibility_moments
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(9000, 3)) * [1.0, 10.0, 0.1] + 5.0
+    labels = rng.integers(0, K, size=X.shape[0])
+    sw = rng.uniform(0.5, 2.0, size=X.shape[0]) if weighted else np.empty(0)
+    shift = rng.normal(size=(K, 3))
+    chunks = HardLabels(labels, K)
+    one_hot = chunks(0, X.shape[0])
+    assert_array_equal(one_hot.argmax(axis=1), labels)
+    assert_array_equal(one_hot.sum(axis=1), 1.0)
+    results = []
+    for resp, lab in ((one_hot, None), chunk_arguments(chunks, 0, X.shape[0])):
+        R, S1, S2 = np.zeros(K), np.zeros((K, 3)), np.zeros(s2_shape)
+        _responsibility_moments(X, sw, resp, shift, cov_code, R, S1, S2, lab)
+        results.append((R, S1, S2))
+    assert results[1][0].shape == (K,) and np.all(results[1][0] > 0)
+    for a, b in zip(*results, strict=True):
+        assert_array_equal(a, b)
+    # and both are the moments of each label's rows
+    w = sw if weighted else np.ones(X.shape[0])
+    for k in range(K):
+        rows = labels == k
+        assert results[1][0][k] == pytest.approx(w[rows].sum(), rel=1e-12)
+        expected = (w[rows, None] * (X[rows] - shift[k])).sum(0)
+        np.testing.assert_allclose(results[1][1][k], expected, rtol=1e-11)

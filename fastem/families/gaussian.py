@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .._em import CollapsedComponents
-from .._init import responsibility_chunks
+from .._init import chunk_arguments, responsibility_chunks
 from .._kernels._config import BLOCK_ROWS, COV_CODES
 from .._kernels.checks import ALL_MISSING, RULE_FINITE, _first_invalid_missing
 from .._kernels.gaussian import _gaussian_pass
@@ -637,17 +637,19 @@ def _moments_from_responsibilities(
         first = GaussianStats.zeros("diag", x0)
         for start in range(0, n_samples, _INIT_CHUNK):
             stop = min(n_samples, start + _INIT_CHUNK)
+            resp, labels = chunk_arguments(resp_chunks, start, stop)
             _responsibility_moments(
-                X[start:stop], sw[start:stop] if sw.size else NO_F64, resp_chunks(start, stop),
-                x0, COV_CODES["diag"], first.R, first.S1, first.S2,
+                X[start:stop], sw[start:stop] if sw.size else NO_F64, resp, x0, COV_CODES["diag"],
+                first.R, first.S1, first.S2, labels,
             )  # fmt: skip
         shift = x0 + first.S1 / np.maximum(first.R, np.finfo(np.float64).tiny)[:, None]
     stats = GaussianStats.zeros(covariance_type, shift)
     for start in range(0, n_samples, _INIT_CHUNK):
         stop = min(n_samples, start + _INIT_CHUNK)
+        resp, labels = chunk_arguments(resp_chunks, start, stop)
         _responsibility_moments(
-            X[start:stop], sw[start:stop] if sw.size else NO_F64, resp_chunks(start, stop),
-            stats.shift, code, stats.R, stats.S1, stats.S2,
+            X[start:stop], sw[start:stop] if sw.size else NO_F64, resp, stats.shift, code, stats.R,
+            stats.S1, stats.S2, labels,
         )  # fmt: skip
         stats.scalars[1] += (stop - start) if sample_weight is None else sample_weight[start:stop].sum()
         stats.scalars[3] += stop - start
