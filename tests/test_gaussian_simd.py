@@ -16,13 +16,8 @@ from fastem._kernels._config import jit
 from fastem._kernels.gaussian_simd import (
     SIMD_MIN_FEATURES,
     SIMD_TILES,
-    add_block_moments,
-    copy_rows_padded,
-    padded_means32,
     padded_precision,
     quadratic_form_rows,
-    row_buffers32,
-    weighted_moments32,
 )
 
 TILE = 128
@@ -36,24 +31,6 @@ def _quadratic_forms(xe, nt, prec, kp):
     q = np.full(TILE, np.nan)
     quadratic_form_rows(xe, nt, upad, kp, q)
     return q, upad
-
-
-@jit()
-def _moments32(X, t0, nt, means, wr, n_components, tied, n_tiles):
-    # n_tiles tiles of the same rows and weights, as a block of several tiles would add them
-    n_features = X.shape[1]
-    xp, xw = row_buffers32(TILE32, n_features, True)
-    mp = padded_means32(means, xp.shape[1])
-    acc1 = np.zeros((n_components, 1, xp.shape[1]))
-    acc2 = np.zeros((1 if tied else n_components, xp.shape[1], xp.shape[1]))
-    part_S1 = np.zeros((2, n_components, n_features))
-    part_S2 = np.zeros((2, acc2.shape[0], n_features, n_features))
-    copy_rows_padded(X, t0, nt, xp)
-    for _ in range(n_tiles):
-        for k in range(n_components):
-            weighted_moments32(xp, nt, mp, k, wr[k], xw, acc1[k], acc2[0 if tied else k])
-    add_block_moments(acc1, acc2, part_S1, part_S2, 1)
-    return part_S1, part_S2, acc1, acc2, xp, xw
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -75,45 +52,6 @@ def test_quadratic_form_rows(n_features, dtype):
     assert upad.shape == (n_kp, n_features, -(-n_features // 4) * 4)
     np.testing.assert_array_equal(upad[kp, :, :n_features], U.astype(dtype))
     assert not upad[:, :, n_features:].any()
-
-
-@pytest.mark.parametrize("n_features", [1, 5, 8, 16, 17, 33, 48, 64, 70])
-@pytest.mark.parametrize("tied", [False, True])
-def test_weighted_moments32(n_features, tied):
-    """float32 tile sums: within 1e-5 of the float64 sums of the same float32 numbers.
-
-    Each sum runs over one tile (at most 256 rows) in float32, so its error is a few float32 roundings
-    of the tile's terms: measured up to 8e-7 of the sum of |terms| here; held to 1e-5. The tile is
-    added 3 times into the float64 accumulators, as a block's tiles are.
-    """
-    rng = np.random.default_rng(200 + n_features)
-    n_components, t0, n_tiles = 3, 5, 3
-    X = (3.0 + rng.normal(size=(t0 + TILE32 + 2, n_features))).astype(np.float32)
-    means = (rng.normal(size=(n_components, n_features)) + 3.0).astype(np.float32)
-    wr = rng.random((n_components, TILE32)).astype(np.float32)
-    wr[1, ::3] = 0.0
-    upper = np.triu(np.ones((n_features, n_features), dtype=bool))
-    for nt in (TILE32, 131, 1):
-        part_S1, part_S2, acc1, acc2, xp, xw = _moments32(X, t0, nt, means, wr, n_components, tied, n_tiles)
-        assert xp.dtype == np.float32 and xw.dtype == np.float32
-        assert xp.shape[1] == -(-n_features // 16) * 16
-        rows = X[t0 : t0 + nt].astype(np.float64)
-        S2_expected = np.zeros((1 if tied else n_components, n_features, n_features))
-        S2_scale = np.zeros_like(S2_expected)
-        for k in range(n_components):
-            centred = rows - means[k].astype(np.float64)
-            w = wr[k, :nt].astype(np.float64)
-            scale1 = n_tiles * (np.abs(w) @ np.abs(centred))
-            err1 = np.abs(part_S1[1, k] - n_tiles * (w @ centred))
-            assert np.all(err1 <= 1e-5 * scale1.max()), (err1 / scale1.max()).max()
-            S2_expected[0 if tied else k] += n_tiles * (centred * w[:, None]).T @ centred
-            S2_scale[0 if tied else k] += n_tiles * (np.abs(centred) * w[:, None]).T @ np.abs(centred)
-        got, want, scale = part_S2[1][:, upper], S2_expected[:, upper], S2_scale[:, upper]
-        assert np.all(np.abs(got - want) <= 1e-5 * scale), (np.abs(got - want) / scale).max()
-        assert np.all(np.isfinite(got))
-        assert not part_S2[1][:, ~upper].any()  # only the upper triangle is written
-        assert not part_S1[0].any() and not part_S2[0].any()  # other blocks untouched
-        assert not acc1.any() and not acc2.any()  # zeroed for the next block
 
 
 @pytest.mark.parametrize("kind", ["full", "tied"])

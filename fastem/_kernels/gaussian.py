@@ -80,13 +80,12 @@ from numba.extending import overload
 from ._blocks import add_partials, merge_block_scalars, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._vector_width import prefer_wide_vectors
+from .gaussian_moments32 import add_block_moments32, copy_tile_rows32
 from .gaussian_simd import (
     SIMD_MIN_FEATURES,
     SIMD_TILES,
-    add_block_moments,
     add_block_moments_centred,
     copy_rows_centred,
-    copy_rows_padded,
     load_tile_centred,
     moment_buffers,
     padded_precision,
@@ -447,7 +446,7 @@ def _blocks_full_tied(
                 if centred_moments:
                     copy_rows_centred(X, t0, nt, centre, xp)
                 elif simd_moments:
-                    copy_rows_padded(X, t0, nt, xp)
+                    copy_tile_rows32(X, t0, nt, xp)
             # M-step statistics around the shift means[k]
             for k in range(n_components):
                 r_sum = 0.0
@@ -460,7 +459,7 @@ def _blocks_full_tied(
                 part_R[blk, k] += r_sum
                 if simd is not None:
                     if simd_moments:  # S1, S2 summed over the block in acc1, acc2
-                        tile_moments(xp, nt, mp, k, wr, xwr, acc1[k], acc2[0 if tied else k])
+                        tile_moments(xp, nt, mp, k, wr, xwr, acc1[k], acc2[0 if tied else k], xe, centre)
                         continue
                 for d in range(n_features):
                     m = means_acc[k, d]
@@ -477,7 +476,7 @@ def _blocks_full_tied(
             if centred_moments:
                 add_block_moments_centred(acc1, acc2, mp, part_S1, part_S2, blk)
             elif simd_moments:
-                add_block_moments(acc1, acc2, part_S1, part_S2, blk)
+                add_block_moments32(acc1, acc2, mp, centre, part_S1, part_S2, blk)
         part_sums[blk, 0] = ll_sum
         part_sums[blk, 1] = w_sum
         part_worst[blk] = worst

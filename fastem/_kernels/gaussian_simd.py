@@ -27,7 +27,9 @@ in vector registers (:mod:`._simd`), like a BLAS kernel:
   new in one process, interleaved, load 2). Blocks of 8 rows of S2
   start on the block's own 8-column vector, so about 10% (D=64) to 29% (D=16)
   of the products fall below the diagonal. (float32 sums:
-  :func:`weighted_moments32`, the same blocks on rows centred on each m_k.)
+  :func:`.gaussian_moments32.moments32`, the same blocks from 48 features, with
+  the factor x - c broadcast from the E-step's tile, and a transposed kernel at
+  16 features.)
 * Shared centre (float64 tiles): the kernel centres each tile once on c, the
   mean of the component means, instead of once per component. The E-step
   (:func:`quadratic_form_rows_shifted`, float64 data) starts its accumulators at
@@ -740,29 +742,6 @@ def padded_means(means, n_padded):
     return out
 
 
-@jit(inline="always")
-def copy_rows_padded(X, t0, nt, xp):
-    """xp[b, :D] = X[t0 + b] for b < nt, in float64."""
-    for b in range(nt):
-        for d in range(X.shape[1]):
-            xp[b, d] = X[t0 + b, d]
-
-
-@jit(inline="always")
-def add_block_moments(acc1, acc2, part_S1, part_S2, blk):
-    """part_S1[blk] += acc1 and the upper triangles of part_S2[blk] += acc2; then zero acc1, acc2."""
-    n_features = part_S1.shape[2]
-    for k in range(part_S1.shape[1]):
-        for d in range(n_features):
-            part_S1[blk, k, d] += acc1[k, 0, d]
-    for ks in range(part_S2.shape[1]):
-        for d in range(n_features):
-            for e in range(d, n_features):
-                part_S2[blk, ks, d, e] += acc2[ks, d, e]
-    acc1[:] = 0.0
-    acc2[:] = 0.0
-
-
 @jit()
 def quadratic_form_rows_shifted(xe, nt, upad, kp, shift, k, q):
     """q[b] = ||xe[:, b]^T U + shift[k]||^2 for b < nt (and a few lanes past it), U = ``upad[kp]``.
@@ -883,12 +862,10 @@ def add_block_moments_centred(acc1, acc2, mp, part_S1, part_S2, blk):
 
 
 # ------------------------------------------------------------------ float32 sums (accumulation="float32")
-# The same M-step on 16-lane float32 vectors: a float32 row-major tile copy, float32 weighted rows, and
-# products summed in float32 over at most SUM32_ROWS rows of one tile; each accumulator is then widened
-# to float64 and added into the float64 block accumulators (``vadd_to_widened``), so the float32
-# rounding is bounded by SUM32_ROWS terms whatever the number of rows in the block. Blocks of 8 rows of
-# S2 start on the 16-column vector holding their diagonal (wasteful below 48 features: use_moments32).
-# Measured (whole pass, 2 threads, 2e5 x 64, K=32): 1.09x H-F's transposed float32 tiles.
+# The buffers, the widening add and the slice length of the float32-sums M-step; its tiles are in
+# :mod:`.gaussian_moments32` (products summed in float32 over at most SUM32_ROWS rows of one tile,
+# each accumulator then widened and added into the float64 block accumulators, so the float32 rounding
+# is bounded by SUM32_ROWS terms whatever the number of rows in the block).
 
 
 #: rows per float32 sum: the float32 rounding is bounded by this many terms, and one sweep of a block
@@ -912,335 +889,18 @@ def vadd_to_widened(typingctx, ary, r, c, v):
 
 
 @jit(inline="always")
-def _outer32_8x3(xw, xp, mp, k, nt, d0, e0, acc):
-    """acc[d0 + i, e] += float64(sum_b xw[b, d0 + i] (xp[b, e] - mp[k, e])), i < 8, e0 <= e < e0 + 48.
-
-    The sums over b run in float32 (``xw``, ``xp``, ``mp`` float32); ``acc`` is float64.
-    """
-    m0 = vload(mp, k, e0 + 0)
-    m1 = vload(mp, k, e0 + 16)
-    m2 = vload(mp, k, e0 + 32)
-    zero = vzero(xp)
-    a00 = zero
-    a01 = zero
-    a02 = zero
-    a10 = zero
-    a11 = zero
-    a12 = zero
-    a20 = zero
-    a21 = zero
-    a22 = zero
-    a30 = zero
-    a31 = zero
-    a32 = zero
-    a40 = zero
-    a41 = zero
-    a42 = zero
-    a50 = zero
-    a51 = zero
-    a52 = zero
-    a60 = zero
-    a61 = zero
-    a62 = zero
-    a70 = zero
-    a71 = zero
-    a72 = zero
-    for b in range(nt):
-        c0 = vsub(vload(xp, b, e0 + 0), m0)
-        c1 = vsub(vload(xp, b, e0 + 16), m1)
-        c2 = vsub(vload(xp, b, e0 + 32), m2)
-        w = vbroadcast(xw, b, d0 + 0)
-        a00 = vfma(w, c0, a00)
-        a01 = vfma(w, c1, a01)
-        a02 = vfma(w, c2, a02)
-        w = vbroadcast(xw, b, d0 + 1)
-        a10 = vfma(w, c0, a10)
-        a11 = vfma(w, c1, a11)
-        a12 = vfma(w, c2, a12)
-        w = vbroadcast(xw, b, d0 + 2)
-        a20 = vfma(w, c0, a20)
-        a21 = vfma(w, c1, a21)
-        a22 = vfma(w, c2, a22)
-        w = vbroadcast(xw, b, d0 + 3)
-        a30 = vfma(w, c0, a30)
-        a31 = vfma(w, c1, a31)
-        a32 = vfma(w, c2, a32)
-        w = vbroadcast(xw, b, d0 + 4)
-        a40 = vfma(w, c0, a40)
-        a41 = vfma(w, c1, a41)
-        a42 = vfma(w, c2, a42)
-        w = vbroadcast(xw, b, d0 + 5)
-        a50 = vfma(w, c0, a50)
-        a51 = vfma(w, c1, a51)
-        a52 = vfma(w, c2, a52)
-        w = vbroadcast(xw, b, d0 + 6)
-        a60 = vfma(w, c0, a60)
-        a61 = vfma(w, c1, a61)
-        a62 = vfma(w, c2, a62)
-        w = vbroadcast(xw, b, d0 + 7)
-        a70 = vfma(w, c0, a70)
-        a71 = vfma(w, c1, a71)
-        a72 = vfma(w, c2, a72)
-    vadd_to_widened(acc, d0 + 0, e0 + 0, a00)
-    vadd_to_widened(acc, d0 + 0, e0 + 16, a01)
-    vadd_to_widened(acc, d0 + 0, e0 + 32, a02)
-    vadd_to_widened(acc, d0 + 1, e0 + 0, a10)
-    vadd_to_widened(acc, d0 + 1, e0 + 16, a11)
-    vadd_to_widened(acc, d0 + 1, e0 + 32, a12)
-    vadd_to_widened(acc, d0 + 2, e0 + 0, a20)
-    vadd_to_widened(acc, d0 + 2, e0 + 16, a21)
-    vadd_to_widened(acc, d0 + 2, e0 + 32, a22)
-    vadd_to_widened(acc, d0 + 3, e0 + 0, a30)
-    vadd_to_widened(acc, d0 + 3, e0 + 16, a31)
-    vadd_to_widened(acc, d0 + 3, e0 + 32, a32)
-    vadd_to_widened(acc, d0 + 4, e0 + 0, a40)
-    vadd_to_widened(acc, d0 + 4, e0 + 16, a41)
-    vadd_to_widened(acc, d0 + 4, e0 + 32, a42)
-    vadd_to_widened(acc, d0 + 5, e0 + 0, a50)
-    vadd_to_widened(acc, d0 + 5, e0 + 16, a51)
-    vadd_to_widened(acc, d0 + 5, e0 + 32, a52)
-    vadd_to_widened(acc, d0 + 6, e0 + 0, a60)
-    vadd_to_widened(acc, d0 + 6, e0 + 16, a61)
-    vadd_to_widened(acc, d0 + 6, e0 + 32, a62)
-    vadd_to_widened(acc, d0 + 7, e0 + 0, a70)
-    vadd_to_widened(acc, d0 + 7, e0 + 16, a71)
-    vadd_to_widened(acc, d0 + 7, e0 + 32, a72)
-
-
-@jit(inline="always")
-def _outer32_8x2(xw, xp, mp, k, nt, d0, e0, acc):
-    """:func:`_outer32_8x3` for e0 <= e < e0 + 32."""
-    m0 = vload(mp, k, e0 + 0)
-    m1 = vload(mp, k, e0 + 16)
-    zero = vzero(xp)
-    a00 = zero
-    a01 = zero
-    a10 = zero
-    a11 = zero
-    a20 = zero
-    a21 = zero
-    a30 = zero
-    a31 = zero
-    a40 = zero
-    a41 = zero
-    a50 = zero
-    a51 = zero
-    a60 = zero
-    a61 = zero
-    a70 = zero
-    a71 = zero
-    for b in range(nt):
-        c0 = vsub(vload(xp, b, e0 + 0), m0)
-        c1 = vsub(vload(xp, b, e0 + 16), m1)
-        w = vbroadcast(xw, b, d0 + 0)
-        a00 = vfma(w, c0, a00)
-        a01 = vfma(w, c1, a01)
-        w = vbroadcast(xw, b, d0 + 1)
-        a10 = vfma(w, c0, a10)
-        a11 = vfma(w, c1, a11)
-        w = vbroadcast(xw, b, d0 + 2)
-        a20 = vfma(w, c0, a20)
-        a21 = vfma(w, c1, a21)
-        w = vbroadcast(xw, b, d0 + 3)
-        a30 = vfma(w, c0, a30)
-        a31 = vfma(w, c1, a31)
-        w = vbroadcast(xw, b, d0 + 4)
-        a40 = vfma(w, c0, a40)
-        a41 = vfma(w, c1, a41)
-        w = vbroadcast(xw, b, d0 + 5)
-        a50 = vfma(w, c0, a50)
-        a51 = vfma(w, c1, a51)
-        w = vbroadcast(xw, b, d0 + 6)
-        a60 = vfma(w, c0, a60)
-        a61 = vfma(w, c1, a61)
-        w = vbroadcast(xw, b, d0 + 7)
-        a70 = vfma(w, c0, a70)
-        a71 = vfma(w, c1, a71)
-    vadd_to_widened(acc, d0 + 0, e0 + 0, a00)
-    vadd_to_widened(acc, d0 + 0, e0 + 16, a01)
-    vadd_to_widened(acc, d0 + 1, e0 + 0, a10)
-    vadd_to_widened(acc, d0 + 1, e0 + 16, a11)
-    vadd_to_widened(acc, d0 + 2, e0 + 0, a20)
-    vadd_to_widened(acc, d0 + 2, e0 + 16, a21)
-    vadd_to_widened(acc, d0 + 3, e0 + 0, a30)
-    vadd_to_widened(acc, d0 + 3, e0 + 16, a31)
-    vadd_to_widened(acc, d0 + 4, e0 + 0, a40)
-    vadd_to_widened(acc, d0 + 4, e0 + 16, a41)
-    vadd_to_widened(acc, d0 + 5, e0 + 0, a50)
-    vadd_to_widened(acc, d0 + 5, e0 + 16, a51)
-    vadd_to_widened(acc, d0 + 6, e0 + 0, a60)
-    vadd_to_widened(acc, d0 + 6, e0 + 16, a61)
-    vadd_to_widened(acc, d0 + 7, e0 + 0, a70)
-    vadd_to_widened(acc, d0 + 7, e0 + 16, a71)
-
-
-@jit(inline="always")
-def _outer32_8x1(xw, xp, mp, k, nt, d0, e0, acc):
-    """:func:`_outer32_8x3` for e0 <= e < e0 + 16 (two sums per row by parity: 16 accumulators)."""
-    m0 = vload(mp, k, e0 + 0)
-    zero = vzero(xp)
-    a0 = zero
-    a1 = zero
-    a2 = zero
-    a3 = zero
-    a4 = zero
-    a5 = zero
-    a6 = zero
-    a7 = zero
-    o0 = zero
-    o1 = zero
-    o2 = zero
-    o3 = zero
-    o4 = zero
-    o5 = zero
-    o6 = zero
-    o7 = zero
-    b = 0
-    while b + 2 <= nt:
-        c0 = vsub(vload(xp, b, e0), m0)
-        c1 = vsub(vload(xp, b + 1, e0), m0)
-        a0 = vfma(vbroadcast(xw, b, d0 + 0), c0, a0)
-        o0 = vfma(vbroadcast(xw, b + 1, d0 + 0), c1, o0)
-        a1 = vfma(vbroadcast(xw, b, d0 + 1), c0, a1)
-        o1 = vfma(vbroadcast(xw, b + 1, d0 + 1), c1, o1)
-        a2 = vfma(vbroadcast(xw, b, d0 + 2), c0, a2)
-        o2 = vfma(vbroadcast(xw, b + 1, d0 + 2), c1, o2)
-        a3 = vfma(vbroadcast(xw, b, d0 + 3), c0, a3)
-        o3 = vfma(vbroadcast(xw, b + 1, d0 + 3), c1, o3)
-        a4 = vfma(vbroadcast(xw, b, d0 + 4), c0, a4)
-        o4 = vfma(vbroadcast(xw, b + 1, d0 + 4), c1, o4)
-        a5 = vfma(vbroadcast(xw, b, d0 + 5), c0, a5)
-        o5 = vfma(vbroadcast(xw, b + 1, d0 + 5), c1, o5)
-        a6 = vfma(vbroadcast(xw, b, d0 + 6), c0, a6)
-        o6 = vfma(vbroadcast(xw, b + 1, d0 + 6), c1, o6)
-        a7 = vfma(vbroadcast(xw, b, d0 + 7), c0, a7)
-        o7 = vfma(vbroadcast(xw, b + 1, d0 + 7), c1, o7)
-        b += 2
-    if b < nt:
-        c0 = vsub(vload(xp, b, e0), m0)
-        a0 = vfma(vbroadcast(xw, b, d0 + 0), c0, a0)
-        a1 = vfma(vbroadcast(xw, b, d0 + 1), c0, a1)
-        a2 = vfma(vbroadcast(xw, b, d0 + 2), c0, a2)
-        a3 = vfma(vbroadcast(xw, b, d0 + 3), c0, a3)
-        a4 = vfma(vbroadcast(xw, b, d0 + 4), c0, a4)
-        a5 = vfma(vbroadcast(xw, b, d0 + 5), c0, a5)
-        a6 = vfma(vbroadcast(xw, b, d0 + 6), c0, a6)
-        a7 = vfma(vbroadcast(xw, b, d0 + 7), c0, a7)
-    vadd_to_widened(acc, d0 + 0, e0, vadd(a0, o0))
-    vadd_to_widened(acc, d0 + 1, e0, vadd(a1, o1))
-    vadd_to_widened(acc, d0 + 2, e0, vadd(a2, o2))
-    vadd_to_widened(acc, d0 + 3, e0, vadd(a3, o3))
-    vadd_to_widened(acc, d0 + 4, e0, vadd(a4, o4))
-    vadd_to_widened(acc, d0 + 5, e0, vadd(a5, o5))
-    vadd_to_widened(acc, d0 + 6, e0, vadd(a6, o6))
-    vadd_to_widened(acc, d0 + 7, e0, vadd(a7, o7))
-
-
-@jit(inline="always")
-def _weighted32_1v(xp, nt, mp, k, wr, xw, acc1, c0):
-    """xw[b, c] = wr[b] (xp[b, c] - mp[k, c]) in float32 and acc1[0, c] += float64(sum_b xw[b, c]),
-    c0 <= c < c0 + 16."""
-    m0 = vload(mp, k, c0)
-    zero = vzero(xw)
-    even0 = zero
-    odd0 = zero
-    b = 0
-    while b + 2 <= nt:  # two sums per column, by row parity: half the add latency per row
-        v = vmul(vsub(vload(xp, b, c0), m0), vsplat(xw, wr[b]))
-        vstore(xw, b, c0, v)
-        even0 = vadd(even0, v)
-        v = vmul(vsub(vload(xp, b + 1, c0), m0), vsplat(xw, wr[b + 1]))
-        vstore(xw, b + 1, c0, v)
-        odd0 = vadd(odd0, v)
-        b += 2
-    if b < nt:
-        v = vmul(vsub(vload(xp, b, c0), m0), vsplat(xw, wr[b]))
-        vstore(xw, b, c0, v)
-        even0 = vadd(even0, v)
-    vadd_to_widened(acc1, 0, c0, vadd(even0, odd0))
-
-
-@jit(inline="always")
-def _weighted32_4v(xp, nt, mp, k, wr, xw, acc1, c0):
-    """:func:`_weighted32_1v` for c0 <= c < c0 + 64, with one weight broadcast per row for 4 vectors.
-
-    The same sums in the same order as four :func:`_weighted32_1v` (so the same results, bit for bit;
-    one sum per column instead of two made S1, and the means, 3x less accurate). Measured 1.12x the
-    four 1v sweeps at D=64 (one thread).
-    """
-    m0 = vload(mp, k, c0 + 0)
-    m1 = vload(mp, k, c0 + 16)
-    m2 = vload(mp, k, c0 + 32)
-    m3 = vload(mp, k, c0 + 48)
-    zero = vzero(xw)
-    even0 = zero
-    even1 = zero
-    even2 = zero
-    even3 = zero
-    odd0 = zero
-    odd1 = zero
-    odd2 = zero
-    odd3 = zero
-    b = 0
-    while b + 2 <= nt:  # two sums per column, by row parity
-        w = vsplat(xw, wr[b])
-        v = vmul(vsub(vload(xp, b, c0 + 0), m0), w)
-        vstore(xw, b, c0 + 0, v)
-        even0 = vadd(even0, v)
-        v = vmul(vsub(vload(xp, b, c0 + 16), m1), w)
-        vstore(xw, b, c0 + 16, v)
-        even1 = vadd(even1, v)
-        v = vmul(vsub(vload(xp, b, c0 + 32), m2), w)
-        vstore(xw, b, c0 + 32, v)
-        even2 = vadd(even2, v)
-        v = vmul(vsub(vload(xp, b, c0 + 48), m3), w)
-        vstore(xw, b, c0 + 48, v)
-        even3 = vadd(even3, v)
-        w = vsplat(xw, wr[b + 1])
-        v = vmul(vsub(vload(xp, b + 1, c0 + 0), m0), w)
-        vstore(xw, b + 1, c0 + 0, v)
-        odd0 = vadd(odd0, v)
-        v = vmul(vsub(vload(xp, b + 1, c0 + 16), m1), w)
-        vstore(xw, b + 1, c0 + 16, v)
-        odd1 = vadd(odd1, v)
-        v = vmul(vsub(vload(xp, b + 1, c0 + 32), m2), w)
-        vstore(xw, b + 1, c0 + 32, v)
-        odd2 = vadd(odd2, v)
-        v = vmul(vsub(vload(xp, b + 1, c0 + 48), m3), w)
-        vstore(xw, b + 1, c0 + 48, v)
-        odd3 = vadd(odd3, v)
-        b += 2
-    if b < nt:
-        w = vsplat(xw, wr[b])
-        v = vmul(vsub(vload(xp, b, c0 + 0), m0), w)
-        vstore(xw, b, c0 + 0, v)
-        even0 = vadd(even0, v)
-        v = vmul(vsub(vload(xp, b, c0 + 16), m1), w)
-        vstore(xw, b, c0 + 16, v)
-        even1 = vadd(even1, v)
-        v = vmul(vsub(vload(xp, b, c0 + 32), m2), w)
-        vstore(xw, b, c0 + 32, v)
-        even2 = vadd(even2, v)
-        v = vmul(vsub(vload(xp, b, c0 + 48), m3), w)
-        vstore(xw, b, c0 + 48, v)
-        even3 = vadd(even3, v)
-    vadd_to_widened(acc1, 0, c0 + 0, vadd(even0, odd0))
-    vadd_to_widened(acc1, 0, c0 + 16, vadd(even1, odd1))
-    vadd_to_widened(acc1, 0, c0 + 32, vadd(even2, odd2))
-    vadd_to_widened(acc1, 0, c0 + 48, vadd(even3, odd3))
-
-
-@jit(inline="always")
 def row_buffers32(tile_rows, n_features, enabled):
-    """(xp, xw): zeroed float32 (tile_rows, D16) buffers, D16 = D rounded up to 16 (0 if not ``enabled``).
+    """(xp, xw): zeroed float32 (tile_rows, D16) and (tile_rows + 2, D16) buffers, D16 = D rounded up
+    to 16 (0 if not ``enabled``); xw's last two rows are :func:`.gaussian_moments32.moments32`'s scratch.
 
     Rows start on 64-byte boundaries, an odd number of cache lines apart.
     """
     n_padded = (n_features + 15) // 16 * 16 if enabled else 0
     stride = n_padded + 16 if n_padded % 32 == 0 and enabled else n_padded
-    raw = np.zeros(2 * tile_rows * stride + 16, dtype=np.float32)
+    n_rows = 2 * tile_rows + 2
+    raw = np.zeros(n_rows * stride + 16, dtype=np.float32)
     offset = ((64 - raw.ctypes.data % 64) % 64) // 4
-    both = raw[offset : offset + 2 * tile_rows * stride].reshape((2 * tile_rows, stride))
+    both = raw[offset : offset + n_rows * stride].reshape((n_rows, stride))
     return both[:tile_rows, :n_padded], both[tile_rows:, :n_padded]
 
 
@@ -1255,52 +915,20 @@ def padded_means32(means, n_padded):
     return out
 
 
-@jit()
-def weighted_moments32(xp, nt, mp, k, wr, xw, s1, s2):
-    """S1, S2 of a tile and component in float32 tile sums, on rows centred on m_k (not a shared c).
-
-    ``xp``, ``mp``, ``wr``, ``xw`` float32 (D16 columns), ``s1`` (1, D16) and ``s2`` (D16, D16) float64.
-
-    The rows b < nt run in slices of ``SUM32_ROWS``: each sum over a slice is taken in float32, then
-    widened and added to ``s1``, ``s2``; ``s2`` gets 8-row blocks from the 16-column vector holding
-    their diagonal on (entries below the diagonal are filled too, never read).
-    """
-    n_padded = xp.shape[1]
-    for r0 in range(0, nt, SUM32_ROWS):
-        ns = min(SUM32_ROWS, nt - r0)
-        xps = xp[r0:]
-        xws = xw[r0:]
-        wrs = wr[r0:]
-        c = 0
-        while c + 64 <= n_padded:
-            _weighted32_4v(xps, ns, mp, k, wrs, xws, s1, c)
-            c += 64
-        while c < n_padded:
-            _weighted32_1v(xps, ns, mp, k, wrs, xws, s1, c)
-            c += 16
-        for d0 in range(0, n_padded, 8):
-            e0 = d0 // 16 * 16
-            while e0 + 48 <= n_padded:
-                _outer32_8x3(xws, xps, mp, k, ns, d0, e0, s2)
-                e0 += 48
-            if e0 + 32 <= n_padded:
-                _outer32_8x2(xws, xps, mp, k, ns, d0, e0, s2)
-            elif e0 + 16 <= n_padded:
-                _outer32_8x1(xws, xps, mp, k, ns, d0, e0, s2)
-
-
 # ------------------------------------------------------------------ either precision of the sums
 @jit(inline="always")
 def use_moments32(n_features):
-    """Whether :func:`weighted_moments32` beats the transposed float32 tiles of :mod:`.gaussian` here.
+    """Whether :func:`.gaussian_moments32.moments32` beats the transposed float32 tiles of :mod:`.gaussian`.
 
     Its 16-column vectors start at each 8-row block's diagonal, so few features waste many lanes:
-    measured side by side (2 threads, whole pass) 0.82x the transposed tiles at D=16, 0.75x at D=24,
-    1.0x at D=32, 0.94x at D=40, but 1.06x at D=48 and 1.09x at D=64. Used from 48 features, when
-    the padding to 16 columns adds at most an eighth.
+    measured side by side (2 threads, whole pass; the former kernel, 8-row blocks at every D)
+    0.82x the transposed tiles at D=16, 0.75x at D=24, 1.0x at D=32, 0.94x at D=40, but 1.06x at
+    D=48 and 1.09x at D=64. Used from 48 features, when the padding to 16 columns adds at most an
+    eighth, and at exactly 16 features: the transposed kernel (:func:`.gaussian_moments32._transposed16`,
+    every product once), 1.37x the transposed loop tiles' M-step (whole pass, 2 threads).
     """
     n_padded = (n_features + 15) // 16 * 16
-    return n_features >= 48 and 8 * (n_padded - n_features) <= n_features
+    return n_features == 16 or (n_features >= 48 and 8 * (n_padded - n_features) <= n_features)
 
 
 def moment_buffers(tile_rows, n_features, means_acc, enabled):
@@ -1316,9 +944,12 @@ def moment_buffers(tile_rows, n_features, means_acc, enabled):
 def _moment_buffers_impl(tile_rows, n_features, means_acc, enabled):
     # chosen at compile time: each precision compiles only its own tile functions
     if means_acc.dtype == types.float32:
+        from .gaussian_moments32 import transposed_buffer32  # here: that module imports this one
 
         def impl32(tile_rows, n_features, means_acc, enabled):
             xp, xw = row_buffers32(tile_rows, n_features, enabled)
+            if xp.shape[1] == 16:  # the transposed 16-feature kernel's weighted rows instead
+                xw = transposed_buffer32(tile_rows)
             return xp, xw, padded_means32(means_acc, xp.shape[1])
 
         return impl32
@@ -1330,16 +961,22 @@ def _moment_buffers_impl(tile_rows, n_features, means_acc, enabled):
     return impl64
 
 
-def tile_moments(xp, nt, mp, k, wr, xw, s1, s2):
-    """:func:`weighted_moments_centred` (float64 ``xp``) or :func:`weighted_moments32` (float32).
+def tile_moments(xp, nt, mp, k, wr, xw, s1, s2, xe, centre):
+    """:func:`weighted_moments_centred` (float64 ``xp``) or :func:`.gaussian_moments32.moments32` (float32).
 
-    numba only.
+    ``xe`` (the tile centred on ``centre``, transposed) is read by the float32 kernel only. numba only.
     """
     raise NotImplementedError  # numba only, see the overload below
 
 
 @overload(tile_moments, inline="always")
-def _tile_moments_impl(xp, nt, mp, k, wr, xw, s1, s2):
+def _tile_moments_impl(xp, nt, mp, k, wr, xw, s1, s2, xe, centre):
     if xp.dtype == types.float32:
-        return lambda xp, nt, mp, k, wr, xw, s1, s2: weighted_moments32(xp, nt, mp, k, wr, xw, s1, s2)
-    return lambda xp, nt, mp, k, wr, xw, s1, s2: weighted_moments_centred(xp, nt, mp, k, wr, xw, s1, s2)
+        from .gaussian_moments32 import moments32  # here, not at the top: that module imports this one
+
+        return lambda xp, nt, mp, k, wr, xw, s1, s2, xe, centre: moments32(
+            xp, nt, mp, k, wr, xw, s1, s2, xe, centre
+        )
+    return lambda xp, nt, mp, k, wr, xw, s1, s2, xe, centre: weighted_moments_centred(
+        xp, nt, mp, k, wr, xw, s1, s2
+    )
