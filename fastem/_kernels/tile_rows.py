@@ -134,9 +134,19 @@ def transpose_8x8(typingctx, X, r0, c0, xt, b0):
 def load_tile(X, sample_weight, t0, nt, xt, w):
     """xt[:, :nt] <- rows t0 .. t0 + nt of X, transposed; w[:nt] <- their sample weights (1 if none).
 
-    The tile loader of every Gaussian kernel. Rows of at least 8 features with unit stride: blocks
-    of 8 rows x 8 features by :func:`transpose_8x8` (when ``xt`` has the dtype of ``X``), the rest
-    element by element; other rows element by element.
+    The tile loader of every Gaussian kernel (:func:`transpose_rows`, :func:`load_weights`).
+    """
+    transpose_rows(X, t0, nt, xt)
+    load_weights(sample_weight, t0, nt, w)
+
+
+@jit(inline="always")
+def transpose_rows(X, t0, nt, xt):
+    """xt[:, :nt] <- rows t0 .. t0 + nt of X, transposed.
+
+    Rows of at least 8 features with unit stride: blocks of 8 rows x 8 features by
+    :func:`transpose_8x8` (when ``xt`` has the dtype of ``X``), the rest element by element; other
+    rows element by element.
     """
     n_features = X.shape[1]
     rows = X[t0 : t0 + nt]
@@ -159,7 +169,6 @@ def load_tile(X, sample_weight, t0, nt, xt, w):
             column = rows[:, d]
             for b in range(nt):
                 xt[d, b] = column[b]
-    load_weights(sample_weight, t0, nt, w)
 
 
 @jit(inline="always")
