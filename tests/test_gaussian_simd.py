@@ -54,48 +54,6 @@ def test_quadratic_form_rows(n_features, dtype):
     assert not upad[:, :, n_features:].any()
 
 
-@pytest.mark.parametrize("kind", ["full", "tied"])
-def test_float32_sums_pass_with_many_features(kind):
-    """A whole float32-sums pass at 48 features (where ``use_moments32`` picks the float32 vectors on
-    AVX-512 hosts) against the NumPy formulas in float64: R, S1 / R and S2 / R within 1e-5 (the
-    float32 sums' stated accuracy; measured about 1e-7), over two blocks of rows, the last tile short.
-    """
-    import reference
-
-    from fastem._kernels._config import COV_CODES
-    from fastem._kernels.gaussian import _gaussian_pass
-    from fastem._kernels.gaussian_simd import use_moments32
-    from fastem.families.gaussian import GaussianParams, GaussianStats
-
-    K, D, N = 2, 48, 4096 + 301
-    assert use_moments32(D)
-    rng = np.random.default_rng(9)
-    X = (rng.normal(size=(N, D)) + 2.0 * rng.integers(0, K, size=(N, 1))).astype(np.float32)
-    means = X[:K].astype(np.float64) + 0.1
-    cov = np.tile(np.eye(D) + 0.3 * np.ones((D, D)), (1 if kind == "tied" else K, 1, 1))
-    cov_arg = cov[0] if kind == "tied" else cov
-    params = GaussianParams.from_covariances(kind, np.full(K, 1 / K), means, cov_arg)
-    log_norm, m, prec = params.packed()
-    stats = GaussianStats.zeros(kind, m)
-    _gaussian_pass(X, np.zeros(0), log_norm, m, prec.astype(np.float32), COV_CODES[kind], True, 0, stats.R,
-                   stats.S1, stats.S2, stats.scalars, stats.worst_index, stats.worst_x, np.zeros(0),
-                   np.zeros(0, np.int64), np.zeros((0, K)), True)  # fmt: skip
-    X64 = X.astype(np.float64)
-    _, resp = reference.e_step(X64, np.full(K, 1 / K), means, cov_arg, kind)
-    R = resp.sum(axis=0)
-    centred = X64[:, None, :] - means[None]
-    S1 = np.einsum("nk,nkd->kd", resp, centred)
-    S2 = np.einsum("nk,nkd,nke->kde", resp, centred, centred)
-    if kind == "tied":
-        S2 = S2.sum(axis=0, keepdims=True)
-    upper = np.triu_indices(D)
-    np.testing.assert_allclose(stats.R, R, rtol=1e-5)
-    np.testing.assert_allclose(stats.S1 / R[:, None], S1 / R[:, None], rtol=0, atol=1e-5)
-    scale = R.sum() if kind == "tied" else R[:, None]
-    got, want = stats.S2[:, upper[0], upper[1]] / scale, S2[:, upper[0], upper[1]] / scale
-    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
-
-
 _FIT_WITHOUT_AVX512 = """
 import sys
 import numpy as np
