@@ -244,7 +244,7 @@ class HardLabels:
     """
 
     def __init__(self, labels: np.ndarray, n_components: int) -> None:
-        self.labels = np.ascontiguousarray(labels, dtype=np.int64)
+        self.labels = np.ascontiguousarray(labels, dtype=np.int32)  # as k-means gives them: no copy
         self.n_components = n_components
 
     def __call__(self, start: int, stop: int) -> np.ndarray:

@@ -13,12 +13,13 @@ import pytest
 import reference
 
 from fastem._kernels._config import COV_CODES, jit
-from fastem._kernels.gaussian_moments32 import add_block_moments32, copy_tile_rows32, moments32
-from fastem._kernels.gaussian_simd import (
-    load_tile_centred,
+from fastem._kernels.gaussian_moments32 import (
+    add_block_moments32,
+    copy_tile_rows32,
     moment_buffers,
-    shared_centre,
+    moments32,
 )
+from fastem._kernels.gaussian_simd import load_tile_centred, shared_centre
 
 #: the full/tied kernel's tile with float32 sums (gaussian.FLOAT32_SUMS_TILE_ROWS)
 TILE32 = 256
@@ -88,7 +89,7 @@ def test_float32_sums_pass(kind, n_features):
     """Whole float32-sums passes through :func:`moments32` against the NumPy formulas in float64:
     R, S1 / R and S2 / R within 1e-5, over two blocks of rows, the last tile short, with an offset."""
     from fastem._kernels.gaussian import _gaussian_pass
-    from fastem._kernels.gaussian_simd import use_moments32
+    from fastem._kernels.gaussian_moments32 import use_moments32
     from fastem.families.gaussian import GaussianParams, GaussianStats
 
     K, D, N = 3, n_features, 4096 + 301

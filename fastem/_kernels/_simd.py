@@ -239,3 +239,18 @@ def vadd_widened(typingctx, q, s):
         return builder.fadd(args[0], builder.fpext(args[1], args[0].type))
 
     return q(q, s), codegen
+
+
+@intrinsic
+def vadd_to_widened(typingctx, ary, r, c, v):
+    """``ary[r, c : c + lanes] += v`` with ``v`` (float32 lanes) widened to ``ary``'s float64 first."""
+    wide = Vec(types.float64, v.lanes)
+
+    def codegen(context, builder, sig, args):
+        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1:3], args[1:3])
+        vptr = builder.bitcast(ptr, context.get_value_type(wide).as_pointer())
+        widened = builder.fpext(args[3], context.get_value_type(wide))
+        builder.store(builder.fadd(builder.load(vptr, align=8), widened), vptr, align=8)
+        return context.get_dummy_value()
+
+    return types.void(ary, r, c, v), codegen

@@ -80,19 +80,22 @@ from numba.extending import overload
 from ._blocks import add_partials, merge_block_scalars, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._vector_width import prefer_wide_vectors
-from .gaussian_moments32 import add_block_moments32, copy_tile_rows32
+from .gaussian_moments32 import (
+    add_block_moments32,
+    copy_tile_rows32,
+    moment_buffers,
+    tile_moments,
+    use_moments32,
+)
 from .gaussian_simd import (
     SIMD_MIN_FEATURES,
     SIMD_TILES,
     add_block_moments_centred,
     copy_rows_centred,
     load_tile_centred,
-    moment_buffers,
     padded_precision,
     shared_centre,
     shifted_means,
-    tile_moments,
-    use_moments32,
 )
 from .gaussian_simd32 import tile_quadratic_forms
 from .gaussian_tiles import _outer_upper_tile, _quadratic_form_tile

@@ -32,17 +32,118 @@ Measured, old and new float32-sums passes side by side with the float64 pass in 
 (2 threads, load 2): 1e6 x 16, K=16: M-step 0.044 -> 0.032 s, pass 1.34x -> 1.56x the float64
 pass's speed (the kernel alone, one thread: 5.3 -> 3.25 ns a row and component); 2e5 x 64, K=32:
 M-step 0.196 -> 0.166 s, pass 1.45x -> 1.61x.
+
+The module also holds the M-step's tile buffers and the compile-time choice of tiles for either
+precision of the sums (:func:`moment_buffers`, :func:`tile_moments`, :func:`use_moments32`), which
+the full/tied kernel calls, so that imports flow one way: :mod:`.gaussian` -> this module ->
+:mod:`.gaussian_simd` (float64 tiles).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba.extending import intrinsic
+from numba import types
+from numba.extending import intrinsic, overload
 
 from ._config import jit
-from ._simd import Vec, vadd, vbroadcast, vfma, vload, vmul, vsplat, vstore, vsub, vzero
-from .gaussian_simd import SUM32_ROWS, vadd_to_widened
+from ._simd import Vec, vadd, vadd_to_widened, vbroadcast, vfma, vload, vmul, vsplat, vstore, vsub, vzero
+from .gaussian_simd import padded_means, row_buffers, weighted_moments_centred
+
+# ------------------------------------------------------------------ buffers and dispatch
+#: rows per float32 sum: the float32 rounding is bounded by this many terms, and one sweep of a block
+#: down the rows (4 cache lines a row) stays within L1 (256 rows measured 1.7x slower per row)
+SUM32_ROWS = 128
+
+
+@jit(inline="always")
+def row_buffers32(tile_rows, n_features, enabled):
+    """(xp, xw): zeroed float32 (tile_rows, D16) and (tile_rows + 2, D16) buffers, D16 = D rounded up
+    to 16 (0 if not ``enabled``); xw's last two rows are :func:`moments32`'s scratch.
+
+    Rows start on 64-byte boundaries, an odd number of cache lines apart.
+    """
+    n_padded = (n_features + 15) // 16 * 16 if enabled else 0
+    stride = n_padded + 16 if n_padded % 32 == 0 and enabled else n_padded
+    n_rows = 2 * tile_rows + 2
+    raw = np.zeros(n_rows * stride + 16, dtype=np.float32)
+    offset = ((64 - raw.ctypes.data % 64) % 64) // 4
+    both = raw[offset : offset + n_rows * stride].reshape((n_rows, stride))
+    return both[:tile_rows, :n_padded], both[tile_rows:, :n_padded]
+
+
+@jit(inline="always")
+def padded_means32(means, n_padded):
+    """``means`` (K, D) as a float32 (K, n_padded) array, zero in the extra columns."""
+    out = np.zeros((means.shape[0], n_padded), dtype=np.float32)
+    if n_padded > 0:
+        for k in range(means.shape[0]):
+            for d in range(means.shape[1]):
+                out[k, d] = means[k, d]
+    return out
+
+
+@jit(inline="always")
+def use_moments32(n_features):
+    """Whether :func:`moments32` beats the transposed float32 tiles of :mod:`.gaussian`.
+
+    Its 16-column vectors start at each 8-row block's diagonal, so few features waste many lanes:
+    measured side by side (2 threads, whole pass; the former kernel, 8-row blocks at every D)
+    0.82x the transposed tiles at D=16, 0.75x at D=24, 1.0x at D=32, 0.94x at D=40, but 1.06x at
+    D=48 and 1.09x at D=64. Used from 48 features, when the padding to 16 columns adds at most an
+    eighth, and at exactly 16 features: the transposed kernel (:func:`_transposed16`,
+    every product once), 1.37x the transposed loop tiles' M-step (whole pass, 2 threads).
+    """
+    n_padded = (n_features + 15) // 16 * 16
+    return n_features == 16 or (n_features >= 48 and 8 * (n_padded - n_features) <= n_features)
+
+
+def moment_buffers(tile_rows, n_features, means_acc, enabled):
+    """(xp, xw, mp) for :func:`tile_moments` in ``means_acc``'s precision (numba only).
+
+    float64: :func:`row_buffers` and :func:`padded_means` (D rounded up to 8 columns); float32:
+    :func:`row_buffers32` and :func:`padded_means32` (16 columns). Zero columns if not ``enabled``.
+    """
+    raise NotImplementedError  # numba only, see the overload below
+
+
+@overload(moment_buffers, inline="always")
+def _moment_buffers_impl(tile_rows, n_features, means_acc, enabled):
+    # chosen at compile time: each precision compiles only its own tile functions
+    if means_acc.dtype == types.float32:
+
+        def impl32(tile_rows, n_features, means_acc, enabled):
+            xp, xw = row_buffers32(tile_rows, n_features, enabled)
+            if xp.shape[1] == 16:  # the transposed 16-feature kernel's weighted rows instead
+                xw = transposed_buffer32(tile_rows)
+            return xp, xw, padded_means32(means_acc, xp.shape[1])
+
+        return impl32
+
+    def impl64(tile_rows, n_features, means_acc, enabled):
+        xp, xw = row_buffers(tile_rows, n_features, enabled)
+        return xp, xw, padded_means(means_acc, (n_features + 7) // 8 * 8 if enabled else 0)
+
+    return impl64
+
+
+def tile_moments(xp, nt, mp, k, wr, xw, s1, s2, xe, centre):
+    """:func:`weighted_moments_centred` (float64 ``xp``) or :func:`moments32` (float32).
+
+    ``xe`` (the tile centred on ``centre``, transposed) is read by the float32 kernel only. numba only.
+    """
+    raise NotImplementedError  # numba only, see the overload below
+
+
+@overload(tile_moments, inline="always")
+def _tile_moments_impl(xp, nt, mp, k, wr, xw, s1, s2, xe, centre):
+    if xp.dtype == types.float32:
+        return lambda xp, nt, mp, k, wr, xw, s1, s2, xe, centre: moments32(
+            xp, nt, mp, k, wr, xw, s1, s2, xe, centre
+        )
+    return lambda xp, nt, mp, k, wr, xw, s1, s2, xe, centre: weighted_moments_centred(
+        xp, nt, mp, k, wr, xw, s1, s2
+    )
 
 
 @jit(inline="always")

@@ -71,12 +71,10 @@ from __future__ import annotations
 
 import numpy as np
 from numba import types
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
 from ._config import jit
 from ._simd import (
-    Vec,
-    _element_pointer,
     vadd,
     vadd_to,
     vadd_widened,
@@ -871,124 +869,3 @@ def add_block_moments_centred(acc1, acc2, mp, part_S1, part_S2, blk):
                 part_S2[blk, ks, d, e] += acc2[ks, d, e]
     acc1[:] = 0.0
     acc2[:] = 0.0
-
-
-# ------------------------------------------------------------------ float32 sums (accumulation="float32")
-# The buffers, the widening add and the slice length of the float32-sums M-step; its tiles are in
-# :mod:`.gaussian_moments32` (products summed in float32 over at most SUM32_ROWS rows of one tile,
-# each accumulator then widened and added into the float64 block accumulators, so the float32 rounding
-# is bounded by SUM32_ROWS terms whatever the number of rows in the block).
-
-
-#: rows per float32 sum: the float32 rounding is bounded by this many terms, and one sweep of a block
-#: down the rows (4 cache lines a row) stays within L1 (256 rows measured 1.7x slower per row)
-SUM32_ROWS = 128
-
-
-@intrinsic
-def vadd_to_widened(typingctx, ary, r, c, v):
-    """``ary[r, c : c + lanes] += v`` with ``v`` (float32 lanes) widened to ``ary``'s float64 first."""
-    wide = Vec(types.float64, v.lanes)
-
-    def codegen(context, builder, sig, args):
-        ptr = _element_pointer(context, builder, sig.args[0], args[0], sig.args[1:3], args[1:3])
-        vptr = builder.bitcast(ptr, context.get_value_type(wide).as_pointer())
-        widened = builder.fpext(args[3], context.get_value_type(wide))
-        builder.store(builder.fadd(builder.load(vptr, align=8), widened), vptr, align=8)
-        return context.get_dummy_value()
-
-    return types.void(ary, r, c, v), codegen
-
-
-@jit(inline="always")
-def row_buffers32(tile_rows, n_features, enabled):
-    """(xp, xw): zeroed float32 (tile_rows, D16) and (tile_rows + 2, D16) buffers, D16 = D rounded up
-    to 16 (0 if not ``enabled``); xw's last two rows are :func:`.gaussian_moments32.moments32`'s scratch.
-
-    Rows start on 64-byte boundaries, an odd number of cache lines apart.
-    """
-    n_padded = (n_features + 15) // 16 * 16 if enabled else 0
-    stride = n_padded + 16 if n_padded % 32 == 0 and enabled else n_padded
-    n_rows = 2 * tile_rows + 2
-    raw = np.zeros(n_rows * stride + 16, dtype=np.float32)
-    offset = ((64 - raw.ctypes.data % 64) % 64) // 4
-    both = raw[offset : offset + n_rows * stride].reshape((n_rows, stride))
-    return both[:tile_rows, :n_padded], both[tile_rows:, :n_padded]
-
-
-@jit(inline="always")
-def padded_means32(means, n_padded):
-    """``means`` (K, D) as a float32 (K, n_padded) array, zero in the extra columns."""
-    out = np.zeros((means.shape[0], n_padded), dtype=np.float32)
-    if n_padded > 0:
-        for k in range(means.shape[0]):
-            for d in range(means.shape[1]):
-                out[k, d] = means[k, d]
-    return out
-
-
-# ------------------------------------------------------------------ either precision of the sums
-@jit(inline="always")
-def use_moments32(n_features):
-    """Whether :func:`.gaussian_moments32.moments32` beats the transposed float32 tiles of :mod:`.gaussian`.
-
-    Its 16-column vectors start at each 8-row block's diagonal, so few features waste many lanes:
-    measured side by side (2 threads, whole pass; the former kernel, 8-row blocks at every D)
-    0.82x the transposed tiles at D=16, 0.75x at D=24, 1.0x at D=32, 0.94x at D=40, but 1.06x at
-    D=48 and 1.09x at D=64. Used from 48 features, when the padding to 16 columns adds at most an
-    eighth, and at exactly 16 features: the transposed kernel (:func:`.gaussian_moments32._transposed16`,
-    every product once), 1.37x the transposed loop tiles' M-step (whole pass, 2 threads).
-    """
-    n_padded = (n_features + 15) // 16 * 16
-    return n_features == 16 or (n_features >= 48 and 8 * (n_padded - n_features) <= n_features)
-
-
-def moment_buffers(tile_rows, n_features, means_acc, enabled):
-    """(xp, xw, mp) for :func:`tile_moments` in ``means_acc``'s precision (numba only).
-
-    float64: :func:`row_buffers` and :func:`padded_means` (D rounded up to 8 columns); float32:
-    :func:`row_buffers32` and :func:`padded_means32` (16 columns). Zero columns if not ``enabled``.
-    """
-    raise NotImplementedError  # numba only, see the overload below
-
-
-@overload(moment_buffers, inline="always")
-def _moment_buffers_impl(tile_rows, n_features, means_acc, enabled):
-    # chosen at compile time: each precision compiles only its own tile functions
-    if means_acc.dtype == types.float32:
-        from .gaussian_moments32 import transposed_buffer32  # here: that module imports this one
-
-        def impl32(tile_rows, n_features, means_acc, enabled):
-            xp, xw = row_buffers32(tile_rows, n_features, enabled)
-            if xp.shape[1] == 16:  # the transposed 16-feature kernel's weighted rows instead
-                xw = transposed_buffer32(tile_rows)
-            return xp, xw, padded_means32(means_acc, xp.shape[1])
-
-        return impl32
-
-    def impl64(tile_rows, n_features, means_acc, enabled):
-        xp, xw = row_buffers(tile_rows, n_features, enabled)
-        return xp, xw, padded_means(means_acc, (n_features + 7) // 8 * 8 if enabled else 0)
-
-    return impl64
-
-
-def tile_moments(xp, nt, mp, k, wr, xw, s1, s2, xe, centre):
-    """:func:`weighted_moments_centred` (float64 ``xp``) or :func:`.gaussian_moments32.moments32` (float32).
-
-    ``xe`` (the tile centred on ``centre``, transposed) is read by the float32 kernel only. numba only.
-    """
-    raise NotImplementedError  # numba only, see the overload below
-
-
-@overload(tile_moments, inline="always")
-def _tile_moments_impl(xp, nt, mp, k, wr, xw, s1, s2, xe, centre):
-    if xp.dtype == types.float32:
-        from .gaussian_moments32 import moments32  # here, not at the top: that module imports this one
-
-        return lambda xp, nt, mp, k, wr, xw, s1, s2, xe, centre: moments32(
-            xp, nt, mp, k, wr, xw, s1, s2, xe, centre
-        )
-    return lambda xp, nt, mp, k, wr, xw, s1, s2, xe, centre: weighted_moments_centred(
-        xp, nt, mp, k, wr, xw, s1, s2
-    )

@@ -15,7 +15,7 @@ import numpy as np
 from ._blocks import add_partials, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, jit
 
-_NO_LABELS = np.empty(0, dtype=np.int64)
+_NO_LABELS = np.empty(0, dtype=np.int32)
 
 
 @jit()
