@@ -15,6 +15,7 @@ import math
 import numba
 import numpy as np
 
+from ._kernels._blocks import map_on_threads
 from ._kernels._config import BLOCK_ROWS
 from ._kernels.seeding import _candidate_potentials, _lloyd_step, _update_closest
 
@@ -47,13 +48,34 @@ def kmeans_plusplus(
     Each new center is the best of ``2 + log(k)`` candidates drawn with
     probability proportional to w_i * D(x_i)^2. Returns the chosen row indices.
     """
-    n_samples = X.shape[0]
-    sw = _NO_F64 if sample_weight is None else sample_weight
-    n_trials = 2 + int(math.log(n_clusters))
+    draws = _kmeans_plusplus_draws(X.shape[0], sample_weight, n_clusters, random_state)
+    return _kmeans_plusplus_from(X, sample_weight, n_clusters, draws)
+
+
+def _kmeans_plusplus_draws(
+    n_samples: int, sample_weight: np.ndarray | None, n_clusters: int, random_state: np.random.RandomState
+) -> tuple[int, list[np.ndarray]]:
+    """The random numbers one k-means++ seeding uses: (first row, uniforms for each later centre).
+
+    They do not depend on the distances (a draw is scaled by the potential afterwards), so the
+    seedings' numbers can be taken in order up front and the seedings then run on several threads,
+    with the random stream used exactly as when they ran one after the other.
+    """
     if sample_weight is None:
         first = random_state.randint(n_samples)
     else:
         first = random_state.choice(n_samples, p=sample_weight / sample_weight.sum())
+    n_trials = 2 + int(math.log(n_clusters))
+    return int(first), [random_state.uniform(size=n_trials) for _ in range(1, n_clusters)]
+
+
+def _kmeans_plusplus_from(
+    X: np.ndarray, sample_weight: np.ndarray | None, n_clusters: int, draws: tuple[int, list[np.ndarray]]
+) -> np.ndarray:
+    """:func:`kmeans_plusplus` from its random numbers (:func:`_kmeans_plusplus_draws`)."""
+    n_samples = X.shape[0]
+    sw = _NO_F64 if sample_weight is None else sample_weight
+    first, uniforms = draws
     indices = np.empty(n_clusters, dtype=np.int64)
     indices[0] = first
     closest = np.empty(n_samples)
@@ -62,8 +84,8 @@ def kmeans_plusplus(
         weighted = closest if sample_weight is None else closest * sample_weight
         cumulative = np.cumsum(weighted)
         potential = cumulative[-1]
-        draws = random_state.uniform(size=n_trials) * potential
-        candidates = np.minimum(np.searchsorted(cumulative, draws), n_samples - 1)
+        draws_c = uniforms[c - 1] * potential
+        candidates = np.minimum(np.searchsorted(cumulative, draws_c), n_samples - 1)
         del weighted, cumulative
         cand_rows = np.ascontiguousarray(X[candidates], dtype=np.float64)
         potentials = _candidate_potentials(X, sw, closest, cand_rows)
@@ -214,20 +236,21 @@ def kmeans(
     # the stopping tolerance from the sample's variance: a pass over all rows costs as much as a
     # Lloyd iteration there, and the estimate is within a few percent
     tol_abs = LLOYD_TOL * _mean_variance(Xs, sws)
-    # the sample is small: one thread avoids hundreds of short parallel launches, which cost far
-    # more than the work on a busy machine (the kernels' results do not depend on the thread count)
+    draws = [_kmeans_plusplus_draws(Xs.shape[0], sws, n_clusters, random_state) for _ in range(n_seedings)]
+
+    def seed_and_refine(seeding_draws):
+        seeds = _kmeans_plusplus_from(Xs, sws, n_clusters, seeding_draws)
+        return _lloyd(Xs, sws, np.asarray(Xs[seeds], dtype=np.float64), SEEDING_LLOYD_MAX_ITER, tol_abs)
+
+    # the sample is small: each seeding runs on one thread, the seedings side by side, rather than
+    # hundreds of short launches splitting each step's rows (those cost more than the work on a
+    # busy machine). The result is that of the seedings one after the other, whatever the threads.
+    refined = map_on_threads(seed_and_refine, draws)
+    best = min(range(n_seedings), key=lambda i: refined[i][2])  # the first of equal inertias
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        best = None
-        for _ in range(n_seedings):
-            seeds = kmeans_plusplus(Xs, sws, n_clusters, random_state)
-            start = np.asarray(Xs[seeds], dtype=np.float64)
-            centers, labels, inertia = _lloyd(Xs, sws, start, SEEDING_LLOYD_MAX_ITER, tol_abs)
-            if best is None or inertia < best[2]:
-                best = (centers, labels, inertia)
-        assert best is not None
-        centers, labels, _ = _lloyd(Xs, sws, best[0], LLOYD_MAX_ITER, tol_abs)
+        centers, labels, _ = _lloyd(Xs, sws, refined[best][0], LLOYD_MAX_ITER, tol_abs)
     finally:
         numba.set_num_threads(threads)
     if is_all:

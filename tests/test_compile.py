@@ -187,6 +187,34 @@ def test_run_blocks_raises_a_kernel_error():
         numba.set_num_threads(previous)
 
 
+def test_map_on_threads_shares_items_among_threads_and_keeps_their_order():
+    import threading
+
+    from fastem._kernels._blocks import map_on_threads
+
+    threads = min(2, numba.config.NUMBA_NUM_THREADS)
+    meeting = threading.Barrier(threads, timeout=30)  # each thread must take an item for any to go on
+    seen: list[tuple[int, int, int]] = []
+
+    def job(item):
+        if item < threads:
+            meeting.wait()
+        seen.append((item, threading.get_ident(), numba.get_num_threads()))
+        return item * item
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        assert map_on_threads(job, list(range(7))) == [i * i for i in range(7)]
+        assert numba.get_num_threads() == threads  # the caller's setting is restored
+    finally:
+        numba.set_num_threads(previous)
+    assert sorted(item for item, _, _ in seen) == list(range(7))
+    assert len({ident for _, ident, _ in seen}) == threads
+    assert {kernel_threads for _, _, kernel_threads in seen} == {1}  # each job's kernels on one thread
+    assert map_on_threads(job, []) == []
+
+
 def test_add_partials_adds_in_block_order():
     parts = np.array([[1e16, 1.0], [1.0, -1e16], [-1e16, 1e16]])
     acc = np.zeros(2)

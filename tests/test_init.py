@@ -8,9 +8,16 @@ from numpy.testing import assert_array_equal
 
 from fastem import GaussianMixture
 from fastem._init import (
+    LLOYD_MAX_ITER,
+    LLOYD_TOL,
+    N_SEEDINGS,
+    SEEDING_LLOYD_MAX_ITER,
     SEEDING_SAMPLE_ROWS,
+    _lloyd,
+    _mean_variance,
     _seeding_sample,
     kmeans,
+    kmeans_plusplus,
     lloyd,
     responsibility_chunks,
 )
@@ -76,6 +83,40 @@ def test_reproducible_from_random_state():
     a = GaussianMixture(4, random_state=3).fit(X[:5000])
     b = GaussianMixture(4, random_state=3).fit(X[:5000])
     assert_array_equal(a.means_, b.means_)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_seedings_side_by_side_give_those_run_one_after_another(threads):
+    # the seedings run on the threads; the random numbers are drawn up front in the same order, so
+    # the result is that of the sequential loop (written out here), bit for bit
+    import numba
+
+    rng = np.random.default_rng(6)
+    n = 2 * SEEDING_SAMPLE_ROWS
+    X = rng.normal(size=(n, 5)) + 2.5 * rng.integers(0, 6, size=(n, 1))
+    random_state = np.random.RandomState(11)
+    Xs, _, _ = _seeding_sample(X, None, 6, random_state)
+    tol_abs = LLOYD_TOL * _mean_variance(Xs, None)
+    runs = []
+    for _ in range(N_SEEDINGS):
+        seeds = kmeans_plusplus(Xs, None, 6, random_state)
+        runs.append(_lloyd(Xs, None, Xs[seeds], SEEDING_LLOYD_MAX_ITER, tol_abs))
+    best = min(runs, key=lambda run: run[2])
+    assert len({run[2] for run in runs}) > 1  # the seedings differ: picking the best matters
+    centres, _, _ = _lloyd(Xs, None, best[0], LLOYD_MAX_ITER, tol_abs)
+    expected_centres, expected_labels, _ = _lloyd(X, None, centres, 1, tol_abs)
+    following = random_state.randint(1 << 30)
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        random_state = np.random.RandomState(11)
+        got_centres, got_labels = kmeans(X, None, 6, random_state)
+    finally:
+        numba.set_num_threads(previous)
+    assert_array_equal(got_centres, expected_centres)
+    assert_array_equal(got_labels, expected_labels)
+    assert random_state.randint(1 << 30) == following  # the random stream is used as before
 
 
 def test_sample_is_bounded_and_weighted_sample_skips_zero_weights():

@@ -15,6 +15,7 @@ from __future__ import annotations
 import concurrent.futures
 import os
 import threading
+from collections.abc import Sequence
 
 import numba
 import numpy as np
@@ -61,6 +62,45 @@ def run_blocks(kernel, n_blocks: int, *args) -> None:
     finally:
         for future in futures:
             future.result()
+
+
+def map_on_threads(fn, items: Sequence) -> list:
+    """``[fn(item) for item in items]``, the items shared among ``numba.get_num_threads()`` threads.
+
+    For many small independent jobs (k-means seedings on a sample), whose kernels are too short to
+    split their rows among threads: each thread takes the next item when it has finished one, and
+    runs its kernels on one thread. Results come in item order, each what ``fn(item)`` gives alone
+    (the kernels' results do not depend on the thread count). ``fn`` must not submit to the pool.
+    """
+    threads = min(numba.get_num_threads(), len(items))
+    results: list = [None] * len(items)
+    pending = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        saved = numba.get_num_threads()
+        numba.set_num_threads(1)
+        try:
+            while True:
+                with lock:
+                    index = next(pending, None)
+                if index is None:
+                    return
+                results[index] = fn(items[index])
+        finally:
+            numba.set_num_threads(saved)
+
+    if threads <= 1:
+        work()
+        return results
+    futures = [_thread_pool().submit(work) for _ in range(threads - 1)]
+    try:
+        work()
+    finally:
+        for future in futures:
+            if not future.cancel():  # a worker that never started (a busy pool) has nothing to give
+                future.result()
+    return results
 
 
 @jit()
