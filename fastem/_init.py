@@ -193,6 +193,21 @@ def _relocate_empty(
     return True
 
 
+def _distinct_rows(n_samples: int, m: int, random_state: np.random.RandomState) -> np.ndarray:
+    """m distinct row indices drawn uniformly (every m-subset equally likely), sorted.
+
+    Draws with replacement and tops up the duplicates: rejecting repeats, as a sequential draw
+    without replacement does. ``RandomState.choice(replace=False)`` permutes all rows instead
+    (12 ms at 1e6 rows, for 10,000), which was 8% of a default fit's initialisation.
+    """
+    if 4 * m > n_samples:  # many repeats: the permutation is cheaper
+        return np.sort(random_state.choice(n_samples, size=m, replace=False))
+    rows = np.unique(random_state.randint(n_samples, size=m))
+    while rows.size < m:
+        rows = np.union1d(rows, random_state.randint(n_samples, size=m - rows.size))
+    return rows
+
+
 def _seeding_sample(
     X: np.ndarray, sample_weight: np.ndarray | None, n_clusters: int, random_state: np.random.RandomState
 ) -> tuple[np.ndarray, np.ndarray | None, bool]:
@@ -208,8 +223,7 @@ def _seeding_sample(
     if m >= n_samples:
         return X, sample_weight, True
     if sample_weight is None:
-        rows = np.sort(random_state.choice(n_samples, size=m, replace=False))
-        return np.ascontiguousarray(X[rows]), None, False
+        return np.ascontiguousarray(X[_distinct_rows(n_samples, m, random_state)]), None, False
     drawn = random_state.choice(n_samples, size=m, replace=True, p=sample_weight / sample_weight.sum())
     rows, counts = np.unique(drawn, return_counts=True)
     return np.ascontiguousarray(X[rows]), counts.astype(np.float64), False

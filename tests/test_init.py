@@ -13,6 +13,7 @@ from fastem._init import (
     N_SEEDINGS,
     SEEDING_LLOYD_MAX_ITER,
     SEEDING_SAMPLE_ROWS,
+    _distinct_rows,
     _lloyd,
     _mean_variance,
     _seeding_sample,
@@ -117,6 +118,27 @@ def test_seedings_side_by_side_give_those_run_one_after_another(threads):
     assert_array_equal(got_centres, expected_centres)
     assert_array_equal(got_labels, expected_labels)
     assert random_state.randint(1 << 30) == following  # the random stream is used as before
+
+
+def test_distinct_rows_are_a_uniform_subset():
+    random_state = np.random.RandomState(0)
+    for n_samples, m in ((10**6, 10**4), (40, 10), (40, 11), (5, 5)):  # 4m <= n: top-ups; else a permutation
+        rows = _distinct_rows(n_samples, m, random_state)
+        assert rows.shape == (m,) and rows.dtype.kind == "i"
+        assert np.all(np.diff(rows) > 0) and rows[0] >= 0 and rows[-1] < n_samples
+    # every row equally likely: 4000 draws of 10 of 40 rows, each row's count ~ Binomial(4000, 1/4)
+    counts = np.zeros(40)
+    pairs = np.zeros((40, 40))
+    for _ in range(4000):
+        rows = _distinct_rows(40, 10, random_state)
+        counts[rows] += 1
+        pairs[rows[:, None], rows[None, :]] += 1
+    sd = np.sqrt(4000 * 0.25 * 0.75)
+    assert np.abs(counts - 1000).max() < 4.5 * sd
+    # and pairs too (a subset, not only its marginals): P(i and j) = (10 * 9) / (40 * 39)
+    off = pairs[~np.eye(40, dtype=bool)]
+    p = 90 / 1560
+    assert np.abs(off - 4000 * p).max() < 5 * np.sqrt(4000 * p * (1 - p))
 
 
 def test_sample_is_bounded_and_weighted_sample_skips_zero_weights():
