@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numba
 
 #: fastmath flags that keep inf/NaN semantics (no "nnan"/"ninf"): reassociation
@@ -28,9 +31,34 @@ COV_CODES = {"full": 0, "tied": 1, "diag": 2, "spherical": 3}
 JIT_OPTIONS = dict(nogil=True, cache=True, fastmath=set(FASTMATH), error_model="numpy")
 
 
+def _kernel_sources_digest() -> str:
+    """SHA-256 of every module in this folder (names and bytes), read once at import (about 1 ms)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+#: Part of every kernel's cache stamp. numba checks a cached kernel only against its own file, but a
+#: kernel inlines helpers, overloads and intrinsics from the other modules here: without this, an
+#: edit or an upgrade that changed only ``_simd.py`` would silently load kernels compiled from the
+#: old one (cache files outlive ``pip uninstall``). Any change here recompiles every kernel once.
+KERNEL_SOURCES_DIGEST = _kernel_sources_digest()
+
+
+def _stamp_with_kernel_sources(dispatcher):
+    # numba keeps the stamp its cache index must match in the dispatcher's cache file object
+    # (numba 0.68; tests/test_compile.py fails if that moves, rather than going stale silently)
+    cache_file = getattr(getattr(dispatcher, "_cache", None), "_cache_file", None)
+    if cache_file is not None and hasattr(cache_file, "_source_stamp"):
+        cache_file._source_stamp = (cache_file._source_stamp, KERNEL_SOURCES_DIGEST)
+    return dispatcher
+
+
 def jit(**overrides):
-    """``numba.njit`` with the package-wide options."""
-    return numba.njit(**{**JIT_OPTIONS, **overrides})
+    """``numba.njit`` with the package-wide options; cached kernels are tied to all kernel sources."""
+    decorate = numba.njit(**{**JIT_OPTIONS, **overrides})
+    return lambda function: _stamp_with_kernel_sources(decorate(function))
 
 
 def _install_compile_notice() -> None:
