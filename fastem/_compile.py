@@ -1,20 +1,11 @@
-"""Compiling fastem's numba kernels: a notice while it happens, and ``fastem compile`` to do it ahead of time.
+"""``fastem compile``: compiling fastem's numba kernels ahead of time.
 
 numba compiles a kernel the first time it meets a new combination of argument
 types and keeps the machine code in its on-disk cache, so a kernel is compiled
-once per machine (and per fastem version), then loaded in milliseconds.
+once per machine (and per fastem version), then loaded in milliseconds; while
+it compiles, :mod:`fastem._kernels._notice` says so on stderr.
 
-*Notice.* While fastem kernels compile, one line goes to stderr, e.g.::
-
-    fastem: compiling kernels for full/tied covariances, float64 (first use only; cached in ...)
-
-numba fires its ``"numba:compile"`` event only for a real compilation, not
-when it loads a kernel from the cache, and the listener is called only then:
-the hot path carries no check at all. Compilations less than
-:data:`BURST_GAP` seconds apart share one line (a first fit compiles several
-kernels in a row). ``FASTEM_COMPILE_NOTICE=0`` silences it.
-
-*Ahead of time.* :func:`compile_kernels` (``fastem compile``) fits tiny data
+:func:`compile_kernels` (``fastem compile``) fits tiny data
 with each selected family, covariance type and dtype, which compiles exactly
 the kernels a fit, ``predict`` and ``score`` of that kind use, in several
 processes at once (numba compiles on one thread).
@@ -23,25 +14,11 @@ processes at once (numba compiles on one thread).
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-#: Seconds without a fastem compilation after which the next one prints a new line.
-BURST_GAP = 2.0
-
-#: Kernel (module.function) -> what it serves, for the notice.
-_LABELS = {
-    "fastem._kernels.gaussian._blocks_full_tied": "full/tied covariances",
-    "fastem._kernels.gaussian._blocks_diag_spherical": "diag/spherical covariances",
-    "fastem._kernels.gaussian_missing._missing_blocks": "missing values (Gaussian)",
-}
-#: kernels whose argument at this index (``means_acc``) has the dtype of the sums
-_SUMS_DTYPE_ARG = {
-    "fastem._kernels.gaussian._blocks_full_tied": 4,
-    "fastem._kernels.gaussian._blocks_diag_spherical": 4,
-}
+from ._kernels._notice import _kernel_name, install_notice, notice
 
 FAMILIES = ("gaussian", "student-t", "poisson", "bernoulli", "multinomial", "vmf")
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
@@ -50,77 +27,6 @@ FAMILY_COVARIANCE_TYPES = {"gaussian": COVARIANCE_TYPES, "student-t": ("full", "
 DTYPES = ("float64", "float32")
 #: families that take ``missing="marginalize"``
 MISSING_FAMILIES = ("gaussian", "poisson", "bernoulli")
-
-
-class _Notice:
-    """State of the compile notice: one line per burst of compilations."""
-
-    def __init__(self, stream=None):
-        self.stream = stream
-        self.enabled = os.environ.get("FASTEM_COMPILE_NOTICE", "1") != "0"
-        self.depth = 0
-        self.last_end = -float("inf")
-        self.lines = 0
-
-    def on_start(self, dispatcher, args) -> None:
-        name = _kernel_name(dispatcher)
-        if name is None:
-            return  # not a fastem kernel (numba compiles its own helpers too)
-        self.depth += 1
-        if self.depth > 1 or time.perf_counter() - self.last_end < BURST_GAP or not self.enabled:
-            return
-        self.lines += 1
-        label = _LABELS.get(name)
-        dtype = getattr(args[0], "dtype", None) if args else None
-        sums = _SUMS_DTYPE_ARG.get(name, -1)
-        if args and 0 <= sums < len(args) and str(getattr(args[sums], "dtype", "")) == "float32":
-            dtype = f"{dtype} with float32 sums"  # GaussianMixture(accumulation="float32")
-        what = f" for {label}, {dtype}" if label and dtype is not None else ""
-        where = getattr(getattr(dispatcher, "_cache", None), "cache_path", None)
-        cached = f"cached in {where}" if where else "not cached: numba has no cache directory here"
-        stream = self.stream if self.stream is not None else sys.stderr
-        print(f"fastem: compiling kernels{what} (first use only; {cached})", file=stream, flush=True)
-
-    def on_end(self, dispatcher) -> None:
-        if _kernel_name(dispatcher) is None or self.depth == 0:
-            return
-        self.depth -= 1
-        if self.depth == 0:
-            self.last_end = time.perf_counter()
-
-
-def _kernel_name(dispatcher) -> str | None:
-    py_func = getattr(dispatcher, "py_func", None)
-    module = getattr(py_func, "__module__", None) or ""
-    if not module.startswith("fastem."):
-        return None
-    return f"{module}.{py_func.__name__}"
-
-
-notice = _Notice()
-_installed = False
-
-
-def install_notice() -> None:
-    """Listen to numba's compile events (idempotent; called when the kernels are imported)."""
-    global _installed
-    if _installed:
-        return
-    try:
-        from numba.core import event
-    except ImportError:  # an API numba may move: then no notice rather than no fastem
-        return
-
-    class Listener(event.Listener):
-        def on_start(self, ev):
-            data = ev.data or {}
-            notice.on_start(data.get("dispatcher"), data.get("args"))
-
-        def on_end(self, ev):
-            notice.on_end((ev.data or {}).get("dispatcher"))
-
-    event.register("numba:compile", Listener())
-    _installed = True
 
 
 # ---------------------------------------------------------------- ahead of time

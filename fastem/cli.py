@@ -1125,7 +1125,7 @@ def _compile_notice(stream=None) -> Iterator[_CompileWatch]:
         def on_end(self, ev):
             watch.on_end(ev)
 
-    from ._compile import notice
+    from ._kernels._notice import notice
 
     previous, notice.enabled = notice.enabled, False  # this command prints its own line, not the library's
     try:

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from fastem import _compile
+from fastem._kernels import _notice
 from fastem._kernels._blocks import add_partials, run_blocks
 from fastem._kernels._config import jit
 
@@ -152,7 +153,7 @@ def test_notice_prints_one_line_per_burst_with_the_kernel_label():
     import io
 
     stream = io.StringIO()
-    notice = _compile._Notice(stream)
+    notice = _notice._Notice(stream)
     notice.enabled = True
 
     class FakeDispatcher:
@@ -174,7 +175,7 @@ def test_notice_prints_one_line_per_burst_with_the_kernel_label():
     lines = stream.getvalue().splitlines()
     assert lines == [f"{NOTICE} for full/tied covariances, float32 (first use only; not cached: numba has no "
                      "cache directory here)"]  # fmt: skip
-    notice.last_end -= 2 * _compile.BURST_GAP  # later: a new line
+    notice.last_end -= 2 * _notice.BURST_GAP  # later: a new line
     notice.on_start(full, (FakeArray(),))
     assert len(stream.getvalue().splitlines()) == 2
     notice.on_end(full)
@@ -184,7 +185,7 @@ def test_notice_names_float32_sums():
     import io
 
     stream = io.StringIO()
-    notice = _compile._Notice(stream)
+    notice = _notice._Notice(stream)
     notice.enabled = True
     kernel = types.SimpleNamespace(__module__="fastem._kernels.gaussian", __name__="_blocks_diag_spherical")
     dispatcher = types.SimpleNamespace(py_func=kernel)
@@ -192,7 +193,7 @@ def test_notice_names_float32_sums():
     # the kernel's arguments: X, sample_weight, log_norm, means, means_acc (float32 sums), ...
     notice.on_start(dispatcher, (data, None, None, None, types.SimpleNamespace(dtype="float32")))
     notice.on_end(dispatcher)
-    notice.last_end -= 2 * _compile.BURST_GAP
+    notice.last_end -= 2 * _notice.BURST_GAP
     notice.on_start(dispatcher, (data, None, None, None, types.SimpleNamespace(dtype="float64")))
     lines = stream.getvalue().splitlines()
     assert "diag/spherical covariances, float32 with float32 sums (first use" in lines[0]

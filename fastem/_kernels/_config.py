@@ -63,7 +63,7 @@ def jit(**overrides):
 
 def _install_compile_notice() -> None:
     # every kernel module imports this one: the notice is listening before anything compiles
-    from .._compile import install_notice
+    from ._notice import install_notice
 
     install_notice()
 
