@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 
 from ._kernels._blocks import map_on_threads
 from ._kernels._config import BLOCK_ROWS
 from ._kernels.seeding import _candidate_potentials, _lloyd_step, _update_closest
+from ._threads import thread_limit
 
 _CHUNK = 16 * BLOCK_ROWS
 _NO_F64 = np.empty(0)
@@ -84,8 +84,8 @@ def _kmeans_plusplus_from(
         weighted = closest if sample_weight is None else closest * sample_weight
         cumulative = np.cumsum(weighted)
         potential = cumulative[-1]
-        draws_c = uniforms[c - 1] * potential
-        candidates = np.minimum(np.searchsorted(cumulative, draws_c), n_samples - 1)
+        targets = uniforms[c - 1] * potential  # points on the cumulative potential
+        candidates = np.minimum(np.searchsorted(cumulative, targets), n_samples - 1)
         del weighted, cumulative
         cand_rows = np.ascontiguousarray(X[candidates], dtype=np.float64)
         potentials = _candidate_potentials(X, sw, closest, cand_rows)
@@ -261,12 +261,8 @@ def kmeans(
     # busy machine). The result is that of the seedings one after the other, whatever the threads.
     refined = map_on_threads(seed_and_refine, draws)
     best = min(range(n_seedings), key=lambda i: refined[i][2])  # the first of equal inertias
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
+    with thread_limit(1):
         centers, labels, _ = _lloyd(Xs, sws, refined[best][0], LLOYD_MAX_ITER, tol_abs)
-    finally:
-        numba.set_num_threads(threads)
     if is_all:
         return centers, labels
     centers, labels, _ = _lloyd(X, sample_weight, centers, FULL_LLOYD_MAX_ITER, tol_abs)

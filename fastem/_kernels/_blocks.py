@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import numba
 import numpy as np
 
+from .._threads import thread_limit
 from ._config import BLOCK_ROWS, jit
 
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -78,17 +79,13 @@ def map_on_threads(fn, items: Sequence) -> list:
     lock = threading.Lock()
 
     def work() -> None:
-        saved = numba.get_num_threads()
-        numba.set_num_threads(1)
-        try:
+        with thread_limit(1):
             while True:
                 with lock:
                     index = next(pending, None)
                 if index is None:
                     return
                 results[index] = fn(items[index])
-        finally:
-            numba.set_num_threads(saved)
 
     if threads <= 1:
         work()
