@@ -27,6 +27,7 @@ from ._base import (
 )
 from ._em import EMRun, PassCounter, VerboseLines, as_callbacks, fit_restarts
 from ._executor import ArrayExecutor, FitPlan
+from ._kernels._blocks import reused_block_partials
 from ._threads import thread_limit
 from ._validate import check_missing, check_n_features, check_rows, sample_weight_array
 from .families.base import ClassificationEM, unwrapped
@@ -325,7 +326,7 @@ class BaseMixture(EstimatorBase):
         online_state = None
         n_init = 1 if warm else self.n_init
         start_lb = self.lower_bound_ if warm else -np.inf
-        with thread_limit(self.n_jobs, n_samples):
+        with thread_limit(self.n_jobs, n_samples), reused_block_partials():
             if checkpoint is not None:
                 from . import checkpoint as ckpt
 

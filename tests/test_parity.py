@@ -256,6 +256,29 @@ def test_parity_over_several_row_blocks(cov_type, weighted):
     assert_array_equal(gm.predict(X), resp.argmax(axis=1))
 
 
+@pytest.mark.parametrize("float32", [False, True])
+def test_reused_block_partials_are_zeroed_by_the_kernels(cov_type, float32):
+    """Inside a fit, passes reuse one buffer for their per-block partials without zeroing it:
+    the kernels zero each block's slots. A buffer left full of NaN by an earlier pass (an
+    enclosing scope, which the fit shares) must not change the fit by a bit."""
+    from fastem._kernels import _blocks
+
+    X = _random_mixture(2 * fastem.BLOCK_ROWS + 1001, 3, seed=42)
+    if float32:
+        X = X.astype(np.float32)
+    init = ref.explicit_init(X, INIT_ROWS, cov_type)
+    kw = {"accumulation": "float32"} if float32 else {}
+    fresh = _fit_fastem(X, init, cov_type, 3, **kw)
+    assert _blocks._partials.buffer is None  # released when the fit ends
+    with _blocks.reused_block_partials():
+        _blocks.block_partials((100_000,))[0][:] = np.nan
+        poisoned = _blocks._partials.buffer
+        reused = _fit_fastem(X, init, cov_type, 3, **kw)
+        assert _blocks._partials.buffer is poisoned  # large enough: the fit's passes used it
+    for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
+        assert_array_equal(getattr(reused, name), getattr(fresh, name))
+
+
 @pytest.mark.parametrize("scale", [1e-20, 1e-3, 1e3])
 def test_uniform_sample_weight_scale_does_not_matter(X, cov_type, scale):
     """EM with weights c * w is EM with w: every statistic is a ratio of weighted sums."""

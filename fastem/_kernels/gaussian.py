@@ -77,7 +77,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from ._blocks import add_partials, merge_block_scalars, n_blocks_of, run_blocks
+from ._blocks import add_partials, block_partials, merge_block_scalars, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._vector_width import prefer_wide_vectors
 from .gaussian_moments32 import (
@@ -400,6 +400,10 @@ def _blocks_full_tied(
                 for d in range(n_features):
                     mp[k, d] -= centre[d]
     for blk in range(blk_start, blk_stop):
+        if accumulate:  # the partials' buffer is not zeroed beforehand (block_partials)
+            part_R[blk] = 0.0
+            part_S1[blk] = 0.0
+            part_S2[blk] = 0.0
         start = blk * BLOCK_ROWS
         stop = min(start + BLOCK_ROWS, n_samples)
         ll_sum = 0.0
@@ -520,6 +524,10 @@ def _blocks_diag_spherical(
     lse = wide[row + 5]
     lbl = _aligned(1, DIAG_TILE_ROWS, np.int64)[0]
     for blk in range(blk_start, blk_stop):
+        if accumulate:  # the partials' buffer is not zeroed beforehand (block_partials)
+            part_R[blk] = 0.0
+            part_S1[blk] = 0.0
+            part_S2[blk] = 0.0
         start = blk * BLOCK_ROWS
         stop = min(start + BLOCK_ROWS, n_samples)
         ll_sum = 0.0
@@ -621,9 +629,10 @@ def _gaussian_pass(
     n_samples = X.shape[0]
     n_blocks = n_blocks_of(n_samples)
     n_acc = n_blocks if accumulate else 0
-    part_R = np.zeros((n_acc, *acc_R.shape))
-    part_S1 = np.zeros((n_acc, *acc_S1.shape))
-    part_S2 = np.zeros((n_acc, *acc_S2.shape))
+    # each block's slots are zeroed by the kernel (the buffer is reused from pass to pass)
+    part_R, part_S1, part_S2 = block_partials(
+        (n_acc, *acc_R.shape), (n_acc, *acc_S1.shape), (n_acc, *acc_S2.shape)
+    )
     part_sums = np.zeros((n_blocks, 2))  # per block: log-likelihood, weight
     part_worst = np.zeros(n_blocks)  # per block: the lowest log-likelihood and its row
     part_worst_row = np.zeros(n_blocks, dtype=np.int64)
