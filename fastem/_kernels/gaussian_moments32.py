@@ -8,11 +8,12 @@ mean of the means) by the weighted rows v_b = wr_b (x_b - m_k):
     S2'[d, e] = sum_b xe[d, b] v[b, e],   S2[d, e] = S2'[d, e] - (m_k - c)[d] S1[e]
 
 (exact, as sum_b v[b, e] = S1[e]), so the products need no subtraction per vector (the former
-kernels recentred a factor on m_k at every load) and the sweep before them stores one array.
+kernels recentred a factor on m_k at every load) and v is stored once.
 
-* From 48 features: rows row-major (T, D16), v stored by a sweep, 8 rows of S2 (broadcasts from
-  xe) times up to 3 vectors of v; the move to m_k is applied to each slice's float32 sums before
-  they are widened (shift (m_k - c) rounded to float32).
+* From 48 features: rows row-major (T, D16), 8 rows of S2 (broadcasts from xe) times up to 3
+  vectors of v; the blocks of the first 8 rows form v (and S1) on the way and store it, the others
+  read it back. The move to m_k is applied to each slice's float32 sums before they are widened
+  (shift (m_k - c) rounded to float32).
 * 16 features (:func:`_transposed16`): rows in the lanes of the transposed tile, every product
   taken once (4 x 4 blocks on and above the diagonal, 136 a row instead of 256 for the row-major
   blocks), and the 16 sums of a block reduced in one shuffle tree (:func:`_reduce16`); v is centred
@@ -48,7 +49,15 @@ from numba.extending import intrinsic, overload
 
 from ._config import jit
 from ._simd import Vec, vadd, vadd_to_widened, vbroadcast, vfma, vload, vmul, vsplat, vstore, vsub, vzero
-from .gaussian_simd import padded_means, row_buffers, weighted_moments_centred
+from .gaussian_simd import (
+    _FORM_WEIGHTED,
+    _READ_WEIGHTED,
+    _formed_sum,
+    _weighted_block,
+    padded_means,
+    row_buffers,
+    weighted_moments_centred,
+)
 
 # ------------------------------------------------------------------ buffers and dispatch
 #: rows per float32 sum: the float32 rounding is bounded by this many terms, and one sweep of a block
@@ -187,22 +196,43 @@ def moments32(xp, nt, mp, k, wr, xw, s1, s2, xe, centre):
         shifts[d] = np.float32(np.float64(mp[k, d]) - centre[d]) if d < n_features else np.float32(0.0)
     for r0 in range(0, nt, SUM32_ROWS):
         ns = min(SUM32_ROWS, nt - r0)
-        c = 0
-        while c + 64 <= n_padded:
-            _sweep32_4v(xp, r0, ns, mp, k, wr, xw, s1f, s1, c)
-            c += 64
-        while c < n_padded:
-            _sweep32_1v(xp, r0, ns, mp, k, wr, xw, s1f, s1, c)
-            c += 16
-        for d0 in range(0, n_padded, 8):
-            e0 = d0 // 16 * 16
-            while e0 + 48 <= n_padded:
-                _products32_8x3(xw, xe, r0, ns, shifts, s1f, d0, e0, s2)
-                e0 += 48
-            if e0 + 32 <= n_padded:
-                _products32_8x2(xw, xe, r0, ns, shifts, s1f, d0, e0, s2)
-            elif e0 + 16 <= n_padded:
-                _products32_8x1(xw, xe, r0, ns, shifts, s1f, d0, e0, s2)
+        # the first 8 rows of S2 form the weighted rows and their sums on the way; a sweep of
+        # its own (load, centre, weight, store) ran from L2 (tile buffers above L1) and took a
+        # fifth of the kernel: 5.8 of 31 ns a row and component at D=64
+        _row_block32(xp, mp, k, wr, xw, xe, r0, ns, shifts, s1f, s1, 0, n_padded, s2, _FORM_WEIGHTED)
+        for d0 in range(8, n_padded, 8):
+            _row_block32(xp, mp, k, wr, xw, xe, r0, ns, shifts, s1f, s1, d0, n_padded, s2, _READ_WEIGHTED)
+
+
+@jit(inline="always")
+def _row_block32(xp, mp, k, wr, xw, xe, r0, ns, shifts, s1f, acc1, d0, n_padded, acc, form):
+    """Rows d0 to d0 + 7 of S2 (the 8 x 3, 8 x 2 and 8 x 1 blocks from the diagonal's vector on)."""
+    e0 = d0 // 16 * 16
+    while e0 + 48 <= n_padded:
+        _products32_8x3(xp, mp, k, wr, xw, xe, r0, ns, shifts, s1f, acc1, d0, e0, acc, form)
+        e0 += 48
+    if e0 + 32 <= n_padded:
+        _products32_8x2(xp, mp, k, wr, xw, xe, r0, ns, shifts, s1f, acc1, d0, e0, acc, form)
+    elif e0 + 16 <= n_padded:
+        _products32_8x1(xp, mp, k, wr, xw, xe, r0, ns, shifts, s1f, acc1, d0, e0, acc, form)
+
+
+def _store_formed_sum32(s1f, acc1, e, t, form):
+    """s1f[0, e : e + 16] = t and acc1[0, e : e + 16] += t (widened) if ``form`` forms the weighted
+    rows (numba only)."""
+    raise NotImplementedError  # numba only, see the overload below
+
+
+@overload(_store_formed_sum32, inline="always")
+def _store_formed_sum32_impl(s1f, acc1, e, t, form):
+    if form.dtype == types.float64:  # _FORM_WEIGHTED
+
+        def store(s1f, acc1, e, t, form):
+            vstore(s1f, 0, e, t)
+            vadd_to_widened(acc1, 0, e, t)
+
+        return store
+    return lambda s1f, acc1, e, t, form: None
 
 
 def _halfsum_masks(half):
@@ -499,111 +529,14 @@ def _block32_triangle(xe, xw, ng, d0, e0, s2, p):
 
 
 @jit(inline="always")
-def _sweep32_4v(xp, r0, ns, mp, k, wr, xw, s1f, acc1, c0):
-    """xw[b, c] = wr[b] (xp[b, c] - mp[k, c]) for r0 <= b < r0 + ns, c0 <= c < c0 + 64, in float32;
-    their float32 sums over b to ``s1f[0, c]`` and, widened, added to acc1[0, c]."""
-    m0 = vload(mp, k, c0 + 0)
-    m1 = vload(mp, k, c0 + 16)
-    m2 = vload(mp, k, c0 + 32)
-    m3 = vload(mp, k, c0 + 48)
-    zero = vzero(xw)
-    even0 = zero
-    odd0 = zero
-    even1 = zero
-    odd1 = zero
-    even2 = zero
-    odd2 = zero
-    even3 = zero
-    odd3 = zero
-    b = r0
-    while b + 2 <= r0 + ns:  # two sums per column, by row parity
-        w = vsplat(xw, wr[b])
-        v = vmul(vsub(vload(xp, b, c0 + 0), m0), w)
-        vstore(xw, b, c0 + 0, v)
-        even0 = vadd(even0, v)
-        v = vmul(vsub(vload(xp, b, c0 + 16), m1), w)
-        vstore(xw, b, c0 + 16, v)
-        even1 = vadd(even1, v)
-        v = vmul(vsub(vload(xp, b, c0 + 32), m2), w)
-        vstore(xw, b, c0 + 32, v)
-        even2 = vadd(even2, v)
-        v = vmul(vsub(vload(xp, b, c0 + 48), m3), w)
-        vstore(xw, b, c0 + 48, v)
-        even3 = vadd(even3, v)
-        w = vsplat(xw, wr[b + 1])
-        v = vmul(vsub(vload(xp, b + 1, c0 + 0), m0), w)
-        vstore(xw, b + 1, c0 + 0, v)
-        odd0 = vadd(odd0, v)
-        v = vmul(vsub(vload(xp, b + 1, c0 + 16), m1), w)
-        vstore(xw, b + 1, c0 + 16, v)
-        odd1 = vadd(odd1, v)
-        v = vmul(vsub(vload(xp, b + 1, c0 + 32), m2), w)
-        vstore(xw, b + 1, c0 + 32, v)
-        odd2 = vadd(odd2, v)
-        v = vmul(vsub(vload(xp, b + 1, c0 + 48), m3), w)
-        vstore(xw, b + 1, c0 + 48, v)
-        odd3 = vadd(odd3, v)
-        b += 2
-    if b < r0 + ns:
-        w = vsplat(xw, wr[b])
-        v = vmul(vsub(vload(xp, b, c0 + 0), m0), w)
-        vstore(xw, b, c0 + 0, v)
-        even0 = vadd(even0, v)
-        v = vmul(vsub(vload(xp, b, c0 + 16), m1), w)
-        vstore(xw, b, c0 + 16, v)
-        even1 = vadd(even1, v)
-        v = vmul(vsub(vload(xp, b, c0 + 32), m2), w)
-        vstore(xw, b, c0 + 32, v)
-        even2 = vadd(even2, v)
-        v = vmul(vsub(vload(xp, b, c0 + 48), m3), w)
-        vstore(xw, b, c0 + 48, v)
-        even3 = vadd(even3, v)
-    t = vadd(even0, odd0)
-    vstore(s1f, 0, c0 + 0, t)
-    vadd_to_widened(acc1, 0, c0 + 0, t)
-    t = vadd(even1, odd1)
-    vstore(s1f, 0, c0 + 16, t)
-    vadd_to_widened(acc1, 0, c0 + 16, t)
-    t = vadd(even2, odd2)
-    vstore(s1f, 0, c0 + 32, t)
-    vadd_to_widened(acc1, 0, c0 + 32, t)
-    t = vadd(even3, odd3)
-    vstore(s1f, 0, c0 + 48, t)
-    vadd_to_widened(acc1, 0, c0 + 48, t)
-
-
-@jit(inline="always")
-def _sweep32_1v(xp, r0, ns, mp, k, wr, xw, s1f, acc1, c0):
-    """:func:`_sweep32_4v` for c0 <= c < c0 + 16."""
-    m0 = vload(mp, k, c0 + 0)
-    zero = vzero(xw)
-    even0 = zero
-    odd0 = zero
-    b = r0
-    while b + 2 <= r0 + ns:  # two sums per column, by row parity
-        w = vsplat(xw, wr[b])
-        v = vmul(vsub(vload(xp, b, c0 + 0), m0), w)
-        vstore(xw, b, c0 + 0, v)
-        even0 = vadd(even0, v)
-        w = vsplat(xw, wr[b + 1])
-        v = vmul(vsub(vload(xp, b + 1, c0 + 0), m0), w)
-        vstore(xw, b + 1, c0 + 0, v)
-        odd0 = vadd(odd0, v)
-        b += 2
-    if b < r0 + ns:
-        w = vsplat(xw, wr[b])
-        v = vmul(vsub(vload(xp, b, c0 + 0), m0), w)
-        vstore(xw, b, c0 + 0, v)
-        even0 = vadd(even0, v)
-    t = vadd(even0, odd0)
-    vstore(s1f, 0, c0 + 0, t)
-    vadd_to_widened(acc1, 0, c0 + 0, t)
-
-
-@jit(inline="always")
-def _products32_8x3(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
+def _products32_8x3(xp, mp, k, wr, xw, xe, r0, ns, shifts, s1f, acc1, d0, e0, acc, form):
     """acc[d0 + i, e] += float64(sum_b xe[d0 + i, b] xw[b, e] - shifts[d0 + i] s1f[0, e]), i < 8,
-    e0 <= e < e0 + 48, r0 <= b < r0 + ns; the sums in float32."""
+    e0 <= e < e0 + 48, r0 <= b < r0 + ns; the sums in float32.
+
+    ``form`` (:data:`_FORM_WEIGHTED`): the block forms its columns of the weighted rows,
+    xw[b, e] = wr[b] (xp[b, e] - mp[k, e]), stores them and their sums (``s1f``, and widened into
+    ``acc1``); :data:`_READ_WEIGHTED`: it reads them from ``xw``.
+    """
     last = xe.shape[0] - 1  # rows past the last feature (padding) read a real row; never used
     f0 = min(d0 + 0, last)
     f1 = min(d0 + 1, last)
@@ -613,7 +546,13 @@ def _products32_8x3(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
     f5 = min(d0 + 5, last)
     f6 = min(d0 + 6, last)
     f7 = min(d0 + 7, last)
+    m0 = vload(mp, k, e0 + 0)  # (read mode: unused, removed by LLVM)
+    m1 = vload(mp, k, e0 + 16)
+    m2 = vload(mp, k, e0 + 32)
     zero = vzero(xw)
+    t0 = zero
+    t1 = zero
+    t2 = zero
     a00 = zero
     a01 = zero
     a02 = zero
@@ -639,9 +578,13 @@ def _products32_8x3(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
     a71 = zero
     a72 = zero
     for b in range(r0, r0 + ns):
-        c0 = vload(xw, b, e0 + 0)
-        c1 = vload(xw, b, e0 + 16)
-        c2 = vload(xw, b, e0 + 32)
+        wb = vsplat(xw, wr[b])
+        c0 = _weighted_block(xp, xw, b, e0 + 0, m0, wb, form)
+        t0 = _formed_sum(t0, c0, form)
+        c1 = _weighted_block(xp, xw, b, e0 + 16, m1, wb, form)
+        t1 = _formed_sum(t1, c1, form)
+        c2 = _weighted_block(xp, xw, b, e0 + 32, m2, wb, form)
+        t2 = _formed_sum(t2, c2, form)
         w = vbroadcast(xe, f0, b)
         a00 = vfma(w, c0, a00)
         a01 = vfma(w, c1, a01)
@@ -674,6 +617,9 @@ def _products32_8x3(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
         a70 = vfma(w, c0, a70)
         a71 = vfma(w, c1, a71)
         a72 = vfma(w, c2, a72)
+    _store_formed_sum32(s1f, acc1, e0 + 0, t0, form)
+    _store_formed_sum32(s1f, acc1, e0 + 16, t1, form)
+    _store_formed_sum32(s1f, acc1, e0 + 32, t2, form)
     t0 = vload(s1f, 0, e0 + 0)
     t1 = vload(s1f, 0, e0 + 16)
     t2 = vload(s1f, 0, e0 + 32)
@@ -712,7 +658,7 @@ def _products32_8x3(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
 
 
 @jit(inline="always")
-def _products32_8x2(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
+def _products32_8x2(xp, mp, k, wr, xw, xe, r0, ns, shifts, s1f, acc1, d0, e0, acc, form):
     """:func:`_products32_8x3` for e0 <= e < e0 + 32."""
     last = xe.shape[0] - 1  # rows past the last feature (padding) read a real row; never used
     f0 = min(d0 + 0, last)
@@ -723,7 +669,11 @@ def _products32_8x2(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
     f5 = min(d0 + 5, last)
     f6 = min(d0 + 6, last)
     f7 = min(d0 + 7, last)
+    m0 = vload(mp, k, e0 + 0)  # (read mode: unused, removed by LLVM)
+    m1 = vload(mp, k, e0 + 16)
     zero = vzero(xw)
+    t0 = zero
+    t1 = zero
     a00 = zero
     a01 = zero
     a10 = zero
@@ -741,8 +691,11 @@ def _products32_8x2(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
     a70 = zero
     a71 = zero
     for b in range(r0, r0 + ns):
-        c0 = vload(xw, b, e0 + 0)
-        c1 = vload(xw, b, e0 + 16)
+        wb = vsplat(xw, wr[b])
+        c0 = _weighted_block(xp, xw, b, e0 + 0, m0, wb, form)
+        t0 = _formed_sum(t0, c0, form)
+        c1 = _weighted_block(xp, xw, b, e0 + 16, m1, wb, form)
+        t1 = _formed_sum(t1, c1, form)
         w = vbroadcast(xe, f0, b)
         a00 = vfma(w, c0, a00)
         a01 = vfma(w, c1, a01)
@@ -767,6 +720,8 @@ def _products32_8x2(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
         w = vbroadcast(xe, f7, b)
         a70 = vfma(w, c0, a70)
         a71 = vfma(w, c1, a71)
+    _store_formed_sum32(s1f, acc1, e0 + 0, t0, form)
+    _store_formed_sum32(s1f, acc1, e0 + 16, t1, form)
     t0 = vload(s1f, 0, e0 + 0)
     t1 = vload(s1f, 0, e0 + 16)
     n = vsplat(xw, -shifts[d0 + 0])
@@ -796,7 +751,7 @@ def _products32_8x2(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
 
 
 @jit(inline="always")
-def _products32_8x1(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
+def _products32_8x1(xp, mp, k, wr, xw, xe, r0, ns, shifts, s1f, acc1, d0, e0, acc, form):
     """:func:`_products32_8x3` for e0 <= e < e0 + 16 (two sums per entry by row parity)."""
     last = xe.shape[0] - 1  # rows past the last feature (padding) read a real row; never used
     f0 = min(d0 + 0, last)
@@ -807,7 +762,10 @@ def _products32_8x1(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
     f5 = min(d0 + 5, last)
     f6 = min(d0 + 6, last)
     f7 = min(d0 + 7, last)
+    m0 = vload(mp, k, e0 + 0)  # (read mode: unused, removed by LLVM)
     zero = vzero(xw)
+    t0 = zero
+    u0 = zero
     a00 = zero
     a10 = zero
     a20 = zero
@@ -826,8 +784,10 @@ def _products32_8x1(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
     o7 = zero
     b = r0
     while b + 2 <= r0 + ns:  # two sums per entry by row parity: 16 independent chains
-        c0 = vload(xw, b, e0)
-        c1 = vload(xw, b + 1, e0)
+        c0 = _weighted_block(xp, xw, b, e0, m0, vsplat(xw, wr[b]), form)
+        t0 = _formed_sum(t0, c0, form)
+        c1 = _weighted_block(xp, xw, b + 1, e0, m0, vsplat(xw, wr[b + 1]), form)
+        u0 = _formed_sum(u0, c1, form)
         a00 = vfma(vbroadcast(xe, f0, b), c0, a00)
         o0 = vfma(vbroadcast(xe, f0, b + 1), c1, o0)
         a10 = vfma(vbroadcast(xe, f1, b), c0, a10)
@@ -846,7 +806,8 @@ def _products32_8x1(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
         o7 = vfma(vbroadcast(xe, f7, b + 1), c1, o7)
         b += 2
     if b < r0 + ns:
-        c0 = vload(xw, b, e0)
+        c0 = _weighted_block(xp, xw, b, e0, m0, vsplat(xw, wr[b]), form)
+        t0 = _formed_sum(t0, c0, form)
         a00 = vfma(vbroadcast(xe, f0, b), c0, a00)
         a10 = vfma(vbroadcast(xe, f1, b), c0, a10)
         a20 = vfma(vbroadcast(xe, f2, b), c0, a20)
@@ -863,6 +824,7 @@ def _products32_8x1(xw, xe, r0, ns, shifts, s1f, d0, e0, acc):
     a50 = vadd(a50, o5)
     a60 = vadd(a60, o6)
     a70 = vadd(a70, o7)
+    _store_formed_sum32(s1f, acc1, e0 + 0, vadd(t0, u0), form)
     t0 = vload(s1f, 0, e0 + 0)
     n = vsplat(xw, -shifts[d0 + 0])
     vadd_to_widened(acc, d0 + 0, e0 + 0, vfma(n, t0, a00))
