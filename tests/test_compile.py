@@ -219,6 +219,30 @@ def test_run_blocks_covers_every_block_once(threads, n_blocks):
     np.testing.assert_array_equal(out, 10.0 + np.arange(n_blocks))
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_run_blocks_hands_the_first_range_to_the_caller_when_it_is_done(threads):
+    import threading
+
+    out = np.zeros(6)
+    seen = []
+    previous = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        used = numba.get_num_threads()
+        run_blocks(
+            _fill_blocks, 6, out, 10.0,
+            on_first_range=lambda stop: seen.append((threading.get_ident(), stop, out[:stop].copy())),
+        )  # fmt: skip
+    finally:
+        numba.set_num_threads(previous)
+    assert len(seen) == 1
+    ident, stop, done = seen[0]
+    assert ident == threading.get_ident()  # on the calling thread, which ran the first range
+    assert stop == (6 if used == 1 else 3)
+    np.testing.assert_array_equal(done, 10.0 + np.arange(stop))  # those blocks were finished
+    np.testing.assert_array_equal(out, 10.0 + np.arange(6))
+
+
 def test_run_blocks_raises_a_kernel_error():
     def failing(blk_start, blk_stop):
         if blk_start > 0:

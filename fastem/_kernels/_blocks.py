@@ -46,23 +46,31 @@ def _thread_pool() -> concurrent.futures.ThreadPoolExecutor:
         return _pool
 
 
-def run_blocks(kernel, n_blocks: int, *args) -> None:
+def run_blocks(kernel, n_blocks: int, *args, on_first_range=None) -> None:
     """``kernel(*args, start, stop)`` over contiguous ranges of ``range(n_blocks)``, one per thread.
 
     Uses ``numba.get_num_threads()`` threads (the caller's setting, as numba's
     parallel loops do, so ``n_jobs`` and ``numba.set_num_threads`` apply): the
     calling thread runs the first range, pool threads the others. Kernels must
     be ``nogil`` and write each block's results to its own slot.
+
+    ``on_first_range(stop)``, if given, runs on the calling thread once blocks 0 to ``stop``
+    (exclusive) are done, while the other threads may still run theirs: the caller can start
+    merging the first blocks' partials in block order instead of waiting.
     """
     threads = min(numba.get_num_threads(), n_blocks)
     if threads <= 1:
         kernel(*args, 0, n_blocks)
+        if on_first_range is not None:
+            on_first_range(n_blocks)
         return
     bounds = [n_blocks * i // threads for i in range(threads + 1)]
     pool = _thread_pool()
     futures = [pool.submit(kernel, *args, bounds[i], bounds[i + 1]) for i in range(1, threads)]
     try:
         kernel(*args, bounds[0], bounds[1])
+        if on_first_range is not None:
+            on_first_range(bounds[1])
     finally:
         for future in futures:
             future.result()
