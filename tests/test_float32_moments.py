@@ -119,3 +119,23 @@ def test_float32_sums_pass(kind, n_features):
     scale = R.sum() if kind == "tied" else R[:, None]
     got, want = stats.S2[:, upper[0], upper[1]] / scale, S2[:, upper[0], upper[1]] / scale
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+
+
+def test_shift_of_full_moments_is_numpys_to_the_bit():
+    """The compiled move of full-covariance moments to the float64 means gives the bits of the
+    NumPy expression it replaced: S2 += (S1 delta^T + delta S1^T) + R delta delta^T, S1 += R delta."""
+    from fastem._kernels.gaussian import _shift_partials
+
+    rng = np.random.default_rng(7)
+    K, D = 5, 48
+    R = rng.uniform(1.0, 100.0, size=(1, K))
+    S1 = rng.normal(size=(1, K, D))
+    S2 = rng.normal(size=(1, K, D, D))
+    delta = rng.normal(size=(K, D)) * 1e-7
+    cross = S1[:, :, :, None] * delta[None, :, None, :]
+    cross = cross + cross.transpose(0, 1, 3, 2)
+    cross += R[:, :, None, None] * (delta[:, :, None] * delta[:, None, :])[None]
+    expected_S2, expected_S1 = S2 + cross, S1 + R[:, :, None] * delta[None]
+    _shift_partials(R, S1, S2, delta, 0)
+    np.testing.assert_array_equal(S2, expected_S2)
+    np.testing.assert_array_equal(S1, expected_S1)

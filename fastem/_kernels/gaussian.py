@@ -672,6 +672,25 @@ def _gaussian_pass(
             add_partials(totals[2], acc_S2)
 
 
+@jit(fastmath=False)  # no contraction into fused multiply-adds: the bits NumPy's version gave
+def _shift_full(part_R, part_S1, part_S2, delta):
+    """:func:`_shift_partials` for full covariances in one pass, with the same operations in the
+    same order (the same bits): NumPy's version made seven passes over (K, D, D) temporaries,
+    1 ms an iteration at 2e5 x 64, K=32."""
+    n_features = part_S1.shape[2]
+    for p in range(part_S2.shape[0]):
+        for k in range(part_S2.shape[1]):
+            r = part_R[p, k]
+            for d in range(n_features):
+                s1d = part_S1[p, k, d]
+                dd = delta[k, d]
+                for e in range(n_features):
+                    de = delta[k, e]
+                    part_S2[p, k, d, e] += (s1d * de + part_S1[p, k, e] * dd) + r * (dd * de)
+            for d in range(n_features):
+                part_S1[p, k, d] += r * delta[k, d]
+
+
 def _shift_partials(part_R, part_S1, part_S2, delta, cov_code) -> None:
     """Move per-block moments taken around ``means + delta`` to ``means``, in place, in float64.
 
@@ -679,6 +698,9 @@ def _shift_partials(part_R, part_S1, part_S2, delta, cov_code) -> None:
     (S1 and R those around m'; diag/spherical keep the diagonal; tied sums over components).
     """
     if not np.any(delta):
+        return
+    if cov_code == 0:
+        _shift_full(part_R, part_S1, part_S2, delta)
         return
     R = part_R[:, :, None]
     if cov_code <= 1:
