@@ -289,10 +289,13 @@ class GaussianStats(ScalarStats):
         else:
             S2 = self.S2[:, 0, :]
         if kind == "full":
-            cov = np.empty((n_components, n_features, n_features))
-            cov[live] = S2[live] / R_live[:, None, None] - d[live, :, None] * d[live, None, :]
-            pooled = (cov[live] * R_live[:, None, None]).sum(axis=0) / total
-            cov[empty] = pooled
+            if empty.size:
+                cov = np.empty((n_components, n_features, n_features))
+                cov[live] = S2[live] / R_live[:, None, None] - d[live, :, None] * d[live, None, :]
+                cov[empty] = (cov[live] * R_live[:, None, None]).sum(axis=0) / total  # pooled
+            else:  # the same values without the copies of fancy indexing (K D^2 each)
+                cov = S2 / R[:, None, None]
+                cov -= d[:, :, None] * d[:, None, :]
             cov[:, np.arange(n_features), np.arange(n_features)] += reg_covar
         elif kind == "tied":
             between = (R_live[:, None, None] * d[live, :, None] * d[live, None, :]).sum(axis=0)
