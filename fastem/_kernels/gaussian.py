@@ -82,10 +82,8 @@ from ._config import BLOCK_ROWS, DIAG_TILE_ROWS, TILE_ROWS, jit
 from ._vector_width import prefer_wide_vectors
 from .gaussian_moments32 import (
     add_block_moments32,
-    copy_tile_rows32,
     moment_buffers,
     tile_moments,
-    use_moments32,
 )
 from .gaussian_simd import (
     SIMD_MIN_FEATURES,
@@ -346,11 +344,15 @@ def _blocks_full_tied(
     # One aligned allocation per element type: every tile_rows-long row starts on
     # a 64-byte boundary.
     # rows one cache line longer than the tile: an odd number of lines apart (see gaussian_simd)
-    narrow = _aligned(2 * n_features + 2, tile_rows + 64 // X.itemsize, X.dtype)
+    # float32 sums: xe padded with zero rows to whole 16-lane groups (the transposed M-step tiles)
+    n_xe = (n_features + 15) // 16 * 16 if means_acc.itemsize == 4 else n_features
+    narrow = _aligned(n_features + n_xe + 2, tile_rows + 64 // X.itemsize, X.dtype)
     xt = narrow[:n_features]
     xe = narrow[n_features : 2 * n_features]
-    y = narrow[2 * n_features]
-    z = narrow[2 * n_features + 1]
+    xe_padded = narrow[n_features : n_features + n_xe]
+    narrow[2 * n_features : n_features + n_xe] = 0.0
+    y = narrow[n_features + n_xe]
+    z = narrow[n_features + n_xe + 1]
     # float32 sums: the exponentials (responsibilities before normalisation) in float32 too
     narrow_rows = n_components if means_acc.itemsize == 4 else 0
     row = 2 * n_features
@@ -381,7 +383,7 @@ def _blocks_full_tied(
         centred_moments = False
     else:
         upad = padded_precision(prec, X.dtype, True)
-        simd_moments = accumulate and (means_acc.itemsize == 8 or use_moments32(n_features))
+        simd_moments = accumulate
         xp, xwr, mp = moment_buffers(tile_rows, n_features, means_acc, simd_moments)
         n_padded = mp.shape[1]  # the moments' columns (xp, xwr may be wider: row_buffers)
         acc1 = np.zeros((n_components if simd_moments else 0, 1, n_padded))
@@ -415,7 +417,7 @@ def _blocks_full_tied(
             if simd is not None:
                 if centred_tile:
                     load_tile_centred(X, t0, nt, centre, xe)
-            if centred_tile and simd_moments:  # xt is not used: the M-step reads rows from xp
+            if centred_tile and simd_moments:  # xt is not used: the M-step reads xp (float64 sums) or xe
                 load_weights(sample_weight, t0, nt, w)
             else:
                 load_tile(X, sample_weight, t0, nt, xt, w)
@@ -452,8 +454,6 @@ def _blocks_full_tied(
             if simd is not None:
                 if centred_moments:
                     copy_rows_centred(X, t0, nt, centre, xp)
-                elif simd_moments:
-                    copy_tile_rows32(X, t0, nt, xp)
             # M-step statistics around the shift means[k]
             for k in range(n_components):
                 r_sum = 0.0
@@ -466,7 +466,8 @@ def _blocks_full_tied(
                 part_R[blk, k] += r_sum
                 if simd is not None:
                     if simd_moments:  # S1, S2 summed over the block in acc1, acc2
-                        tile_moments(xp, nt, mp, k, wr, xwr, acc1[k], acc2[0 if tied else k], xe, centre)
+                        ks = 0 if tied else k
+                        tile_moments(xp, nt, mp, k, wr, xwr, acc1[k], acc2[ks], xe_padded, centre)
                         continue
                 for d in range(n_features):
                     m = means_acc[k, d]
