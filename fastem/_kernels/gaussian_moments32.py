@@ -3,8 +3,8 @@
 :func:`moments32` adds S1, S2 of one tile and component, summed in float32 over the tile (16 rows a
 lane), widened into the float64 block accumulators. It works on the E-step's transposed tile
 xe = x - c (float32, centred once on the shared centre c, the mean of the means; rows in the
-lanes) and the weighted rows v = wr (xe - shift), shift = float32(m_k - c), which it forms and
-stores transposed in one sweep:
+lanes) and the weighted rows v = wr (xe - shift), shift = float32(m_k - c), which the first row
+of blocks forms, stores transposed and sums on the way:
 
     S2'[d, e] = sum_b xe[d, b] v[e, b],   S2[d, e] = S2'[d, e] - shift[d] S1[e]
 
@@ -12,8 +12,8 @@ stores transposed in one sweep:
 of m_k - c), so the products need no subtraction and every product of the upper triangle is taken
 once: 4 x 4 blocks of features on and above the diagonal, 16 accumulators of 16 rows each, their
 sums reduced in one shuffle tree per block (:func:`_reduce16`); :func:`add_block_moments32` unpacks
-the blocks and applies the move in float64 per block of rows. Features are padded to whole 16-lane
-groups for the sweep (zero rows) and to multiples of 4 for the blocks: D (D + 4) / 2 products a row
+the blocks and applies the move in float64 per block of rows. Features are padded with zero rows
+to whole 16-lane groups (the sums of v) and to multiples of 4 for the blocks: D (D + 4) / 2 products a row
 at D a multiple of 4 (2176 at D=64), against 2560 for the former row-major kernel's 8-row blocks of
 16-lane rows (whose vectors started at each block's diagonal).
 
@@ -153,85 +153,6 @@ _halfsum2 = _make_halfsum(2)
 _halfsum1 = _make_halfsum(1)
 
 
-@jit(inline="always")
-def _sweep16(xe, xw, f0, wv, ng):
-    """xw[d, b] = (xe[d, b] - shift[d]) wv[0, b] for f0 <= d < f0 + 16, b < ng, the shifts in xw's last row;
-    returns sum_b xw[d, b] in lane d - f0.
-
-    Rows of 16 outermost, features inner: 16 sums in registers and the shifts read as broadcast
-    operands (features outermost kept 16 shifts and weights live across the loops and spilled).
-    """
-    last = xw.shape[0] - 1  # the shifts
-    zero = vzero(xw)
-    c0 = zero
-    c1 = zero
-    c2 = zero
-    c3 = zero
-    c4 = zero
-    c5 = zero
-    c6 = zero
-    c7 = zero
-    c8 = zero
-    c9 = zero
-    c10 = zero
-    c11 = zero
-    c12 = zero
-    c13 = zero
-    c14 = zero
-    c15 = zero
-    for g in range(0, ng, 16):
-        w = vload(wv, 0, g)
-        v = vmul(vsub(vload(xe, f0 + 0, g), vbroadcast(xw, last, f0 + 0)), w)
-        vstore(xw, f0 + 0, g, v)
-        c0 = vadd(c0, v)
-        v = vmul(vsub(vload(xe, f0 + 1, g), vbroadcast(xw, last, f0 + 1)), w)
-        vstore(xw, f0 + 1, g, v)
-        c1 = vadd(c1, v)
-        v = vmul(vsub(vload(xe, f0 + 2, g), vbroadcast(xw, last, f0 + 2)), w)
-        vstore(xw, f0 + 2, g, v)
-        c2 = vadd(c2, v)
-        v = vmul(vsub(vload(xe, f0 + 3, g), vbroadcast(xw, last, f0 + 3)), w)
-        vstore(xw, f0 + 3, g, v)
-        c3 = vadd(c3, v)
-        v = vmul(vsub(vload(xe, f0 + 4, g), vbroadcast(xw, last, f0 + 4)), w)
-        vstore(xw, f0 + 4, g, v)
-        c4 = vadd(c4, v)
-        v = vmul(vsub(vload(xe, f0 + 5, g), vbroadcast(xw, last, f0 + 5)), w)
-        vstore(xw, f0 + 5, g, v)
-        c5 = vadd(c5, v)
-        v = vmul(vsub(vload(xe, f0 + 6, g), vbroadcast(xw, last, f0 + 6)), w)
-        vstore(xw, f0 + 6, g, v)
-        c6 = vadd(c6, v)
-        v = vmul(vsub(vload(xe, f0 + 7, g), vbroadcast(xw, last, f0 + 7)), w)
-        vstore(xw, f0 + 7, g, v)
-        c7 = vadd(c7, v)
-        v = vmul(vsub(vload(xe, f0 + 8, g), vbroadcast(xw, last, f0 + 8)), w)
-        vstore(xw, f0 + 8, g, v)
-        c8 = vadd(c8, v)
-        v = vmul(vsub(vload(xe, f0 + 9, g), vbroadcast(xw, last, f0 + 9)), w)
-        vstore(xw, f0 + 9, g, v)
-        c9 = vadd(c9, v)
-        v = vmul(vsub(vload(xe, f0 + 10, g), vbroadcast(xw, last, f0 + 10)), w)
-        vstore(xw, f0 + 10, g, v)
-        c10 = vadd(c10, v)
-        v = vmul(vsub(vload(xe, f0 + 11, g), vbroadcast(xw, last, f0 + 11)), w)
-        vstore(xw, f0 + 11, g, v)
-        c11 = vadd(c11, v)
-        v = vmul(vsub(vload(xe, f0 + 12, g), vbroadcast(xw, last, f0 + 12)), w)
-        vstore(xw, f0 + 12, g, v)
-        c12 = vadd(c12, v)
-        v = vmul(vsub(vload(xe, f0 + 13, g), vbroadcast(xw, last, f0 + 13)), w)
-        vstore(xw, f0 + 13, g, v)
-        c13 = vadd(c13, v)
-        v = vmul(vsub(vload(xe, f0 + 14, g), vbroadcast(xw, last, f0 + 14)), w)
-        vstore(xw, f0 + 14, g, v)
-        c14 = vadd(c14, v)
-        v = vmul(vsub(vload(xe, f0 + 15, g), vbroadcast(xw, last, f0 + 15)), w)
-        vstore(xw, f0 + 15, g, v)
-        c15 = vadd(c15, v)
-    return _reduce16(c0, c8, c4, c12, c2, c10, c6, c14, c1, c9, c5, c13, c3, c11, c7, c15)
-
-
 @jit(_nrt=False)  # no reference counts: they cost ~40 atomic calls a call (numba keeps them in loops)
 def moments32(nt, mp, k, wr, xw, s1, s2, xe, centre):
     """S1, S2 of the rows b < nt of a tile around m_k, summed in float32 over the tile and added widened
@@ -257,12 +178,14 @@ def moments32(nt, mp, k, wr, xw, s1, s2, xe, centre):
     for d in range(n_features):
         shifts[d] = np.float32(np.float64(mp[k, d]) - centre[d])
     wv = wr.reshape((1, wr.shape[0]))
-    for f0 in range(0, n_padded, 16):
-        vadd_to_widened(s1, 0, f0, _sweep16(xe, xw, f0, wv, ng))
     blocks = s2.reshape((n_padded * n_padded // 16, 16))
     n_quads = (n_features + 3) // 4 * 4  # blocks of 4 features: fewer wasted products than 16
-    p = 0
-    for d0 in range(0, n_quads, 4):
+    # the first block row forms the weighted rows and their sums on the way: a sweep of its own (load,
+    # centre, weight, store, sum) took 16% of the kernel at D=64, 26% at D=32 (one thread)
+    for f0 in range(0, n_quads, 16):
+        vadd_to_widened(s1, 0, f0, _formed_group(xe, xw, ng, f0, n_quads, blocks, wv))
+    p = n_quads // 4
+    for d0 in range(4, n_quads, 4):
         _block32_triangle(xe, xw, ng, d0, d0, blocks, p)
         p += 1
         for e0 in range(d0 + 4, n_quads, 4):
@@ -324,6 +247,149 @@ def _reduce16(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a
     s0 = _halfsum2(t0, t1)
     s1 = _halfsum2(t2, t3)
     return _halfsum1(s0, s1)
+
+
+@jit(inline="always")
+def _formed_square(xe, xw, ng, e0, s2, p, wv):
+    """:func:`_block32_square` for d0 = 0 that forms its 4 columns of the weighted rows on the way:
+    xw[e0 + j, b] = (xe[e0 + j, b] - shift[e0 + j]) wv[0, b] (shifts in xw's last row), stored for the
+    blocks below; returns their 4 vectors of sums over b (16 rows a lane)."""
+    last = xw.shape[0] - 1
+    zero = vzero(xw)
+    a00 = zero
+    a01 = zero
+    a02 = zero
+    a03 = zero
+    a10 = zero
+    a11 = zero
+    a12 = zero
+    a13 = zero
+    a20 = zero
+    a21 = zero
+    a22 = zero
+    a23 = zero
+    a30 = zero
+    a31 = zero
+    a32 = zero
+    a33 = zero
+    c0 = zero
+    c1 = zero
+    c2 = zero
+    c3 = zero
+    for g in range(0, ng, 16):
+        wr = vload(wv, 0, g)
+        w0 = vmul(vsub(vload(xe, e0 + 0, g), vbroadcast(xw, last, e0 + 0)), wr)
+        w1 = vmul(vsub(vload(xe, e0 + 1, g), vbroadcast(xw, last, e0 + 1)), wr)
+        w2 = vmul(vsub(vload(xe, e0 + 2, g), vbroadcast(xw, last, e0 + 2)), wr)
+        w3 = vmul(vsub(vload(xe, e0 + 3, g), vbroadcast(xw, last, e0 + 3)), wr)
+        vstore(xw, e0 + 0, g, w0)
+        vstore(xw, e0 + 1, g, w1)
+        vstore(xw, e0 + 2, g, w2)
+        vstore(xw, e0 + 3, g, w3)
+        c0 = vadd(c0, w0)
+        c1 = vadd(c1, w1)
+        c2 = vadd(c2, w2)
+        c3 = vadd(c3, w3)
+        x0 = vload(xe, 0, g)
+        x1 = vload(xe, 1, g)
+        x2 = vload(xe, 2, g)
+        x3 = vload(xe, 3, g)
+        a00 = vfma(x0, w0, a00)
+        a01 = vfma(x0, w1, a01)
+        a02 = vfma(x0, w2, a02)
+        a03 = vfma(x0, w3, a03)
+        a10 = vfma(x1, w0, a10)
+        a11 = vfma(x1, w1, a11)
+        a12 = vfma(x1, w2, a12)
+        a13 = vfma(x1, w3, a13)
+        a20 = vfma(x2, w0, a20)
+        a21 = vfma(x2, w1, a21)
+        a22 = vfma(x2, w2, a22)
+        a23 = vfma(x2, w3, a23)
+        a30 = vfma(x3, w0, a30)
+        a31 = vfma(x3, w1, a31)
+        a32 = vfma(x3, w2, a32)
+        a33 = vfma(x3, w3, a33)
+    vadd_to_widened(
+        s2, p, 0, _reduce16(a00, a20, a10, a30, a02, a22, a12, a32, a01, a21, a11, a31, a03, a23, a13, a33)
+    )
+    return c0, c1, c2, c3
+
+
+@jit(inline="always")
+def _formed_triangle(xe, xw, ng, s2, wv):
+    """:func:`_block32_triangle` for d0 = e0 = 0 that forms the first 4 weighted rows, as
+    :func:`_formed_square` (block 0 of ``s2``)."""
+    last = xw.shape[0] - 1
+    zero = vzero(xw)
+    a00 = zero
+    a01 = zero
+    a02 = zero
+    a03 = zero
+    a11 = zero
+    a12 = zero
+    a13 = zero
+    a22 = zero
+    a23 = zero
+    a33 = zero
+    c0 = zero
+    c1 = zero
+    c2 = zero
+    c3 = zero
+    for g in range(0, ng, 16):
+        wr = vload(wv, 0, g)
+        x0 = vload(xe, 0, g)
+        x1 = vload(xe, 1, g)
+        x2 = vload(xe, 2, g)
+        x3 = vload(xe, 3, g)
+        w0 = vmul(vsub(x0, vbroadcast(xw, last, 0)), wr)
+        w1 = vmul(vsub(x1, vbroadcast(xw, last, 1)), wr)
+        w2 = vmul(vsub(x2, vbroadcast(xw, last, 2)), wr)
+        w3 = vmul(vsub(x3, vbroadcast(xw, last, 3)), wr)
+        vstore(xw, 0, g, w0)
+        vstore(xw, 1, g, w1)
+        vstore(xw, 2, g, w2)
+        vstore(xw, 3, g, w3)
+        c0 = vadd(c0, w0)
+        c1 = vadd(c1, w1)
+        c2 = vadd(c2, w2)
+        c3 = vadd(c3, w3)
+        a00 = vfma(x0, w0, a00)
+        a01 = vfma(x0, w1, a01)
+        a02 = vfma(x0, w2, a02)
+        a03 = vfma(x0, w3, a03)
+        a11 = vfma(x1, w1, a11)
+        a12 = vfma(x1, w2, a12)
+        a13 = vfma(x1, w3, a13)
+        a22 = vfma(x2, w2, a22)
+        a23 = vfma(x2, w3, a23)
+        a33 = vfma(x3, w3, a33)
+    vadd_to_widened(
+        s2,
+        0,
+        0,
+        _reduce16(a00, zero, zero, zero, a02, a22, a12, zero, a01, zero, a11, zero, a03, a23, a13, a33),
+    )
+    return c0, c1, c2, c3
+
+
+@jit(inline="always")
+def _formed_group(xe, xw, ng, f0, n_quads, s2, wv):
+    """Blocks (0, f0) to (0, f0 + 12) of the first block row, forming weighted rows f0 to f0 + 15 (those
+    below ``n_quads``); returns the sums of those rows in lanes 0 to 15 (zero past ``n_quads``)."""
+    zero = vzero(xw)
+    c4 = c5 = c6 = c7 = c8 = c9 = c10 = c11 = c12 = c13 = c14 = c15 = zero
+    if f0 == 0:
+        c0, c1, c2, c3 = _formed_triangle(xe, xw, ng, s2, wv)
+    else:
+        c0, c1, c2, c3 = _formed_square(xe, xw, ng, f0, s2, f0 // 4, wv)
+    if f0 + 4 < n_quads:
+        c4, c5, c6, c7 = _formed_square(xe, xw, ng, f0 + 4, s2, f0 // 4 + 1, wv)
+    if f0 + 8 < n_quads:
+        c8, c9, c10, c11 = _formed_square(xe, xw, ng, f0 + 8, s2, f0 // 4 + 2, wv)
+    if f0 + 12 < n_quads:
+        c12, c13, c14, c15 = _formed_square(xe, xw, ng, f0 + 12, s2, f0 // 4 + 3, wv)
+    return _reduce16(c0, c8, c4, c12, c2, c10, c6, c14, c1, c9, c5, c13, c3, c11, c7, c15)
 
 
 @jit(inline="always")
