@@ -17,9 +17,12 @@ to whole 16-lane groups (the sums of v) and to multiples of 4 for the blocks: D 
 at D a multiple of 4 (2176 at D=64), against 2560 for the former row-major kernel's 8-row blocks of
 16-lane rows (whose vectors started at each block's diagonal).
 
-Measured, the former row-major kernel (from 48 features; the transposed loop tiles of
-:mod:`.gaussian` below) against this one, in one process, interleaved (one thread): the kernel alone
-47.7 -> 45.0 ns a row and component at D=64 (FILL); whole float32-sums passes FILL.
+Measured, the former kernels (row-major from 48 features, the transposed loop tiles of
+:mod:`.gaussian` at 17-47) against this one, in one process, interleaved, one thread: the kernel
+alone (256-row tiles) 49.6 -> 44.0 ns a row and component at D=64, 15.9 -> 13.2 at D=32 and 4.17
+-> 3.79 at D=16 (same algorithm, with the sweep now folded into the first block row); whole
+float32-sums passes: 2e5 x 64, K=32, M-step 0.372 -> 0.313 s, 1.72x -> 1.84x the float64 pass's
+speed; 4e5 x 32, K=32, M-step 0.222 -> 0.157 s, 1.60x -> 1.92x (2026-12-04, AMD EPYC, AVX-512).
 
 Accuracy: the factor xe carries one float32 rounding of x - c, i.e. relative to |x - c| +
 |m_k - c| instead of |x - m_k|, as in the E-step (:mod:`.gaussian_simd32`); the move adds one

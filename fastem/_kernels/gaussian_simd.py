@@ -27,9 +27,9 @@ in vector registers (:mod:`._simd`), like a BLAS kernel:
   new in one process, interleaved, load 2). Blocks of 8 rows of S2
   start on the block's own 8-column vector, so about 10% (D=64) to 29% (D=16)
   of the products fall below the diagonal. (float32 sums:
-  :func:`.gaussian_moments32.moments32`, the same blocks from 48 features, with
-  the factor x - c broadcast from the E-step's tile, and a transposed kernel at
-  16 features.)
+  :func:`.gaussian_moments32.moments32`, a transposed kernel instead, rows in the
+  lanes and 4 x 4 blocks of features on and above the diagonal: in float32,
+  the reductions cost less than the wasted products.)
 * Shared centre (float64 tiles): the kernel centres each tile once on c, the
   mean of the component means, instead of once per component. The E-step
   (:func:`quadratic_form_rows_shifted`, float64 data) starts its accumulators at
