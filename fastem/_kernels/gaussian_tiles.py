@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._config import jit
+from ._linked import linked_jit
+from ._vector_width import prefer_wide_vectors
 
 
 @jit(inline="always")
@@ -78,14 +80,17 @@ def _rows_below(xc, nt, prec, kp, j, y, z, two_columns):
             z[b] += x0 * v0 + x1 * v1
 
 
-@jit(inline="always")
+@linked_jit()
 def _quadratic_form_tile(xc, nt, prec, kp, q, y, z):
     """q[b] = ||(x_b - m) U||^2 for the tile's centred rows ``xc`` (D, T); full/tied U.
 
     Columns j, j + 1 of y = xc^T U (U upper triangular) are built together:
     rows d < j in :func:`_rows_below`, then rows j and j + 1 in the sweep that
     also squares them into q. Squares are taken in float64 (no float32 overflow).
+
+    Compiled on its own and inlined by LLVM (see :mod:`._linked`).
     """
+    prefer_wide_vectors()
     n_features = xc.shape[0]
     if n_features >= 2:  # columns 0 and 1: one sweep, which also initialises q
         u00 = prec[kp, 0, 0]

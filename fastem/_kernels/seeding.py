@@ -14,6 +14,7 @@ import numpy as np
 
 from ._blocks import add_partials, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, jit
+from ._linked import linked_jit
 from ._simd import vbroadcast, vload, vsquare_add, vstore, vsub, vzero
 from .tile_rows import transpose_rows
 
@@ -25,7 +26,7 @@ _NO_LABELS = np.empty(0, dtype=np.int32)
 DISTANCE_TILE_ROWS = 64
 
 
-@jit(inline="always")
+@linked_jit()
 def _tile_distances(xt, nt, centers, dist):
     """dist[k, r] = ||xt[:, r] - centers[k]||^2 for the tile's rows r < nt (rounded up to 8).
 
@@ -33,7 +34,7 @@ def _tile_distances(xt, nt, centers, dist):
     feature costs one load, four subtractions and four fused multiply-adds for
     8 x 4 distances: no horizontal sums. Each distance adds its features in
     order, whatever the tile (lanes past ``nt`` hold the tile's stale rows and
-    are ignored).
+    are ignored). Compiled on its own and inlined by LLVM (see :mod:`._linked`).
     """
     n_clusters, n_features = centers.shape
     k4 = n_clusters - n_clusters % 4

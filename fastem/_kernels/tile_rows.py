@@ -9,7 +9,7 @@ the diag/spherical pass (O(D) per component). Measured on 4e6 x 8, K=8
   vector ``log`` without SVML, so LLVM calls libm once per row.
   :func:`log_rows` is a vectorisable log (within 1 ulp of libm's on the
   sums of exponentials the kernels take logs of), used by
-  :func:`fastem._kernels.gaussian._close_tile` for every Gaussian kernel;
+  :func:`fastem._kernels.gaussian._tile_rows_linked` for every Gaussian kernel;
 * transposing the tile (rows into the SIMD lanes) took about 0.02 s, in strided
   gathers. :func:`load_tile` moves float64 rows in 8 x 8 blocks:
   eight row loads, 24 shuffles (which do not compete with the arithmetic) and
@@ -34,7 +34,9 @@ from numba import types
 from numba.extending import intrinsic
 
 from ._config import jit
+from ._linked import linked_jit
 from ._simd import Vec, _element_pointer
+from ._vector_width import prefer_wide_vectors
 
 _LN2_HI = 0.6931471803691238
 _LN2_LO = 1.9082149292705877e-10
@@ -140,14 +142,16 @@ def load_tile(X, sample_weight, t0, nt, xt, w):
     load_weights(sample_weight, t0, nt, w)
 
 
-@jit(inline="always")
+@linked_jit()
 def transpose_rows(X, t0, nt, xt):
     """xt[:, :nt] <- rows t0 .. t0 + nt of X, transposed.
 
     Rows of at least 8 features with unit stride: blocks of 8 rows x 8 features by
     :func:`transpose_8x8` (when ``xt`` has the dtype of ``X``), the rest element by element; other
-    rows element by element.
+    rows element by element. Compiled on its own and inlined by LLVM (see :mod:`._linked`).
     """
+    # as in the Gaussian kernels; the seeding kernels' copies too (copies: the same bits)
+    prefer_wide_vectors()
     n_features = X.shape[1]
     rows = X[t0 : t0 + nt]
     # the 8 x 8 blocks move X's element type: a float64 tile of float32 rows (Student-t) goes element-wise
