@@ -303,3 +303,29 @@ def test_add_partials_refuses_a_strided_accumulator():
     acc = np.zeros((2, 4))[:, ::2]
     with pytest.raises(ValueError, match="C-contiguous"):
         add_partials(np.ones((3, 2, 2)), acc)
+
+
+def test_a_linked_helper_is_inlined_into_its_caller_by_llvm():
+    """``linked_jit`` (numba's private ``_nrt`` and ``forceinline`` options, which a numba upgrade
+    could drop or change): the helper compiles, computes, and leaves no call in the caller's code."""
+    from fastem._kernels._linked import linked_jit
+
+    @linked_jit()
+    def _scaled_sum_into(x, scale, out):
+        total = 0.0
+        for i in range(x.shape[0]):
+            total += x[i] * scale
+        out[0] = total
+
+    @jit()
+    def _caller(x, out):
+        _scaled_sum_into(x, 2.0, out)
+        return out[0]
+
+    x = np.arange(5.0)
+    assert _caller(x, np.zeros(1)) == 20.0
+    helper_ir = _scaled_sum_into.inspect_llvm(_scaled_sum_into.signatures[0])
+    assert "alwaysinline" in helper_ir
+    caller_ir = _caller.inspect_llvm(_caller.signatures[0])
+    calls = [line for line in caller_ir.splitlines() if "call " in line and "_scaled_sum_into" in line]
+    assert not calls, calls
