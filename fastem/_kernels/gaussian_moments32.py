@@ -47,7 +47,7 @@ from numba.extending import intrinsic, overload
 
 from ._config import jit
 from ._simd import Vec, vadd, vadd_to_widened, vbroadcast, vfma, vload, vmul, vstore, vsub, vzero
-from .gaussian_simd import padded_means, row_buffers, weighted_moments_centred
+from .gaussian_simd import _FORM_WEIGHTED, _READ_WEIGHTED, padded_means, row_buffers, weighted_moments_centred
 
 
 # ------------------------------------------------------------------ buffers and dispatch
@@ -190,10 +190,10 @@ def moments32(nt, mp, k, wr, xw, s1, s2, xe, centre):
         vadd_to_widened(s1, 0, f0, _formed_group(xe, xw, ng, f0, n_quads, blocks, wv))
     p = n_quads // 4
     for d0 in range(4, n_quads, 4):
-        _block32_triangle(xe, xw, ng, d0, d0, blocks, p)
+        _block32_triangle(xe, xw, ng, d0, blocks, p, wv, _READ_WEIGHTED)
         p += 1
         for e0 in range(d0 + 4, n_quads, 4):
-            _block32_square(xe, xw, ng, d0, e0, blocks, p)
+            _block32_square(xe, xw, ng, d0, e0, blocks, p, wv, _READ_WEIGHTED)
             p += 1
 
 
@@ -253,128 +253,38 @@ def _reduce16(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a
     return _halfsum1(s0, s1)
 
 
-@jit(inline="always")
-def _formed_square(xe, xw, ng, e0, s2, p, wv):
-    """:func:`_block32_square` for d0 = 0 that forms its 4 columns of the weighted rows on the way:
-    xw[e0 + j, b] = (xe[e0 + j, b] - shift[e0 + j]) wv[0, b] (shifts in xw's last row), stored for the
-    blocks below; returns their 4 vectors of sums over b (16 rows a lane)."""
-    last = xw.shape[0] - 1
-    zero = vzero(xw)
-    a00 = zero
-    a01 = zero
-    a02 = zero
-    a03 = zero
-    a10 = zero
-    a11 = zero
-    a12 = zero
-    a13 = zero
-    a20 = zero
-    a21 = zero
-    a22 = zero
-    a23 = zero
-    a30 = zero
-    a31 = zero
-    a32 = zero
-    a33 = zero
-    c0 = zero
-    c1 = zero
-    c2 = zero
-    c3 = zero
-    for g in range(0, ng, 16):
-        wr = vload(wv, 0, g)
-        w0 = vmul(vsub(vload(xe, e0 + 0, g), vbroadcast(xw, last, e0 + 0)), wr)
-        w1 = vmul(vsub(vload(xe, e0 + 1, g), vbroadcast(xw, last, e0 + 1)), wr)
-        w2 = vmul(vsub(vload(xe, e0 + 2, g), vbroadcast(xw, last, e0 + 2)), wr)
-        w3 = vmul(vsub(vload(xe, e0 + 3, g), vbroadcast(xw, last, e0 + 3)), wr)
-        vstore(xw, e0 + 0, g, w0)
-        vstore(xw, e0 + 1, g, w1)
-        vstore(xw, e0 + 2, g, w2)
-        vstore(xw, e0 + 3, g, w3)
-        c0 = vadd(c0, w0)
-        c1 = vadd(c1, w1)
-        c2 = vadd(c2, w2)
-        c3 = vadd(c3, w3)
-        x0 = vload(xe, 0, g)
-        x1 = vload(xe, 1, g)
-        x2 = vload(xe, 2, g)
-        x3 = vload(xe, 3, g)
-        a00 = vfma(x0, w0, a00)
-        a01 = vfma(x0, w1, a01)
-        a02 = vfma(x0, w2, a02)
-        a03 = vfma(x0, w3, a03)
-        a10 = vfma(x1, w0, a10)
-        a11 = vfma(x1, w1, a11)
-        a12 = vfma(x1, w2, a12)
-        a13 = vfma(x1, w3, a13)
-        a20 = vfma(x2, w0, a20)
-        a21 = vfma(x2, w1, a21)
-        a22 = vfma(x2, w2, a22)
-        a23 = vfma(x2, w3, a23)
-        a30 = vfma(x3, w0, a30)
-        a31 = vfma(x3, w1, a31)
-        a32 = vfma(x3, w2, a32)
-        a33 = vfma(x3, w3, a33)
-    vadd_to_widened(
-        s2, p, 0, _reduce16(a00, a20, a10, a30, a02, a22, a12, a32, a01, a21, a11, a31, a03, a23, a13, a33)
-    )
-    return c0, c1, c2, c3
+def _weighted_quad(xe, xw, wv, e0, g, form):
+    """Weighted rows e0 to e0 + 3 at rows g to g + 15: formed, xw[e0 + j, g:] = (xe[e0 + j, g:] -
+    shift[e0 + j]) wv[0, g:] (shifts in xw's last row) and stored, if ``form`` is
+    :data:`.gaussian_simd._FORM_WEIGHTED`; read from ``xw`` if :data:`.gaussian_simd._READ_WEIGHTED`
+    (numba only)."""
+    raise NotImplementedError  # numba only, see the overload below
 
 
-@jit(inline="always")
-def _formed_triangle(xe, xw, ng, s2, wv):
-    """:func:`_block32_triangle` for d0 = e0 = 0 that forms the first 4 weighted rows, as
-    :func:`_formed_square` (block 0 of ``s2``)."""
-    last = xw.shape[0] - 1
-    zero = vzero(xw)
-    a00 = zero
-    a01 = zero
-    a02 = zero
-    a03 = zero
-    a11 = zero
-    a12 = zero
-    a13 = zero
-    a22 = zero
-    a23 = zero
-    a33 = zero
-    c0 = zero
-    c1 = zero
-    c2 = zero
-    c3 = zero
-    for g in range(0, ng, 16):
-        wr = vload(wv, 0, g)
-        x0 = vload(xe, 0, g)
-        x1 = vload(xe, 1, g)
-        x2 = vload(xe, 2, g)
-        x3 = vload(xe, 3, g)
-        w0 = vmul(vsub(x0, vbroadcast(xw, last, 0)), wr)
-        w1 = vmul(vsub(x1, vbroadcast(xw, last, 1)), wr)
-        w2 = vmul(vsub(x2, vbroadcast(xw, last, 2)), wr)
-        w3 = vmul(vsub(x3, vbroadcast(xw, last, 3)), wr)
-        vstore(xw, 0, g, w0)
-        vstore(xw, 1, g, w1)
-        vstore(xw, 2, g, w2)
-        vstore(xw, 3, g, w3)
-        c0 = vadd(c0, w0)
-        c1 = vadd(c1, w1)
-        c2 = vadd(c2, w2)
-        c3 = vadd(c3, w3)
-        a00 = vfma(x0, w0, a00)
-        a01 = vfma(x0, w1, a01)
-        a02 = vfma(x0, w2, a02)
-        a03 = vfma(x0, w3, a03)
-        a11 = vfma(x1, w1, a11)
-        a12 = vfma(x1, w2, a12)
-        a13 = vfma(x1, w3, a13)
-        a22 = vfma(x2, w2, a22)
-        a23 = vfma(x2, w3, a23)
-        a33 = vfma(x3, w3, a33)
-    vadd_to_widened(
-        s2,
-        0,
-        0,
-        _reduce16(a00, zero, zero, zero, a02, a22, a12, zero, a01, zero, a11, zero, a03, a23, a13, a33),
+@overload(_weighted_quad, inline="always")
+def _weighted_quad_impl(xe, xw, wv, e0, g, form):
+    if form.dtype == types.float64:  # _FORM_WEIGHTED
+
+        def formed(xe, xw, wv, e0, g, form):
+            last = xw.shape[0] - 1
+            wr = vload(wv, 0, g)
+            w0 = vmul(vsub(vload(xe, e0 + 0, g), vbroadcast(xw, last, e0 + 0)), wr)
+            w1 = vmul(vsub(vload(xe, e0 + 1, g), vbroadcast(xw, last, e0 + 1)), wr)
+            w2 = vmul(vsub(vload(xe, e0 + 2, g), vbroadcast(xw, last, e0 + 2)), wr)
+            w3 = vmul(vsub(vload(xe, e0 + 3, g), vbroadcast(xw, last, e0 + 3)), wr)
+            vstore(xw, e0 + 0, g, w0)
+            vstore(xw, e0 + 1, g, w1)
+            vstore(xw, e0 + 2, g, w2)
+            vstore(xw, e0 + 3, g, w3)
+            return w0, w1, w2, w3
+
+        return formed
+    return lambda xe, xw, wv, e0, g, form: (
+        vload(xw, e0 + 0, g),
+        vload(xw, e0 + 1, g),
+        vload(xw, e0 + 2, g),
+        vload(xw, e0 + 3, g),
     )
-    return c0, c1, c2, c3
 
 
 @jit(inline="always")
@@ -384,21 +294,23 @@ def _formed_group(xe, xw, ng, f0, n_quads, s2, wv):
     zero = vzero(xw)
     c4 = c5 = c6 = c7 = c8 = c9 = c10 = c11 = c12 = c13 = c14 = c15 = zero
     if f0 == 0:
-        c0, c1, c2, c3 = _formed_triangle(xe, xw, ng, s2, wv)
+        c0, c1, c2, c3 = _block32_triangle(xe, xw, ng, 0, s2, 0, wv, _FORM_WEIGHTED)
     else:
-        c0, c1, c2, c3 = _formed_square(xe, xw, ng, f0, s2, f0 // 4, wv)
+        c0, c1, c2, c3 = _block32_square(xe, xw, ng, 0, f0, s2, f0 // 4, wv, _FORM_WEIGHTED)
     if f0 + 4 < n_quads:
-        c4, c5, c6, c7 = _formed_square(xe, xw, ng, f0 + 4, s2, f0 // 4 + 1, wv)
+        c4, c5, c6, c7 = _block32_square(xe, xw, ng, 0, f0 + 4, s2, f0 // 4 + 1, wv, _FORM_WEIGHTED)
     if f0 + 8 < n_quads:
-        c8, c9, c10, c11 = _formed_square(xe, xw, ng, f0 + 8, s2, f0 // 4 + 2, wv)
+        c8, c9, c10, c11 = _block32_square(xe, xw, ng, 0, f0 + 8, s2, f0 // 4 + 2, wv, _FORM_WEIGHTED)
     if f0 + 12 < n_quads:
-        c12, c13, c14, c15 = _formed_square(xe, xw, ng, f0 + 12, s2, f0 // 4 + 3, wv)
+        c12, c13, c14, c15 = _block32_square(xe, xw, ng, 0, f0 + 12, s2, f0 // 4 + 3, wv, _FORM_WEIGHTED)
     return _reduce16(c0, c8, c4, c12, c2, c10, c6, c14, c1, c9, c5, c13, c3, c11, c7, c15)
 
 
 @jit(inline="always")
-def _block32_square(xe, xw, ng, d0, e0, s2, p):
-    """s2[p, 4 i + j] += float64(sum_b xe[d0 + i, b] xw[e0 + j, b]), i, j < 4, b < ng (a multiple of 16)."""
+def _block32_square(xe, xw, ng, d0, e0, s2, p, wv, form):
+    """s2[p, 4 i + j] += float64(sum_b xe[d0 + i, b] xw[e0 + j, b]), i, j < 4, b < ng (a multiple of 16);
+    the weighted rows xw[e0 + j] formed on the way or read (``form``, :func:`_weighted_quad`). Returns
+    their 4 vectors of sums over b (16 rows a lane; used when they are formed)."""
     zero = vzero(xw)
     a00 = zero
     a01 = zero
@@ -416,15 +328,20 @@ def _block32_square(xe, xw, ng, d0, e0, s2, p):
     a31 = zero
     a32 = zero
     a33 = zero
+    c0 = zero
+    c1 = zero
+    c2 = zero
+    c3 = zero
     for g in range(0, ng, 16):
+        w0, w1, w2, w3 = _weighted_quad(xe, xw, wv, e0, g, form)
+        c0 = vadd(c0, w0)
+        c1 = vadd(c1, w1)
+        c2 = vadd(c2, w2)
+        c3 = vadd(c3, w3)
         x0 = vload(xe, d0 + 0, g)
         x1 = vload(xe, d0 + 1, g)
         x2 = vload(xe, d0 + 2, g)
         x3 = vload(xe, d0 + 3, g)
-        w0 = vload(xw, e0 + 0, g)
-        w1 = vload(xw, e0 + 1, g)
-        w2 = vload(xw, e0 + 2, g)
-        w3 = vload(xw, e0 + 3, g)
         a00 = vfma(x0, w0, a00)
         a01 = vfma(x0, w1, a01)
         a02 = vfma(x0, w2, a02)
@@ -444,10 +361,11 @@ def _block32_square(xe, xw, ng, d0, e0, s2, p):
     vadd_to_widened(
         s2, p, 0, _reduce16(a00, a20, a10, a30, a02, a22, a12, a32, a01, a21, a11, a31, a03, a23, a13, a33)
     )
+    return c0, c1, c2, c3
 
 
 @jit(inline="always")
-def _block32_triangle(xe, xw, ng, d0, e0, s2, p):
+def _block32_triangle(xe, xw, ng, d0, s2, p, wv, form):
     """:func:`_block32_square` for e0 = d0: the 10 entries j >= i only (the others stay 0)."""
     zero = vzero(xw)
     a00 = zero
@@ -460,15 +378,20 @@ def _block32_triangle(xe, xw, ng, d0, e0, s2, p):
     a22 = zero
     a23 = zero
     a33 = zero
+    c0 = zero
+    c1 = zero
+    c2 = zero
+    c3 = zero
     for g in range(0, ng, 16):
+        w0, w1, w2, w3 = _weighted_quad(xe, xw, wv, d0, g, form)
+        c0 = vadd(c0, w0)
+        c1 = vadd(c1, w1)
+        c2 = vadd(c2, w2)
+        c3 = vadd(c3, w3)
         x0 = vload(xe, d0 + 0, g)
         x1 = vload(xe, d0 + 1, g)
         x2 = vload(xe, d0 + 2, g)
         x3 = vload(xe, d0 + 3, g)
-        w0 = vload(xw, e0 + 0, g)
-        w1 = vload(xw, e0 + 1, g)
-        w2 = vload(xw, e0 + 2, g)
-        w3 = vload(xw, e0 + 3, g)
         a00 = vfma(x0, w0, a00)
         a01 = vfma(x0, w1, a01)
         a02 = vfma(x0, w2, a02)
@@ -485,3 +408,4 @@ def _block32_triangle(xe, xw, ng, d0, e0, s2, p):
         0,
         _reduce16(a00, zero, zero, zero, a02, a22, a12, zero, a01, zero, a11, zero, a03, a23, a13, a33),
     )
+    return c0, c1, c2, c3
