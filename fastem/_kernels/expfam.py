@@ -79,6 +79,7 @@ from ._blocks import add_partials, n_blocks_of, run_blocks
 from ._config import BLOCK_ROWS, jit
 from ._vector_width import prefer_wide_vectors
 from .gaussian import _aligned, _exp_shifted_row
+from .tile_rows import tile_row_sums
 
 #: Base-measure codes, as the kernels see them.
 BASE_CODES = {"none": 0, "poisson": 1, "multinomial": 2}
@@ -342,13 +343,7 @@ def _tile_outputs(a, nt, t0, n_components, w, s, lp, lbl, stats, out_logprob, ou
     ``stats`` = (ll_sum, w_sum, worst, worst_row) of the block so far; returns the update.
     """
     ll_sum, w_sum, worst, worst_row = stats
-    for b in range(nt):
-        ll_sum += w[b] * lp[b] if w[b] > 0.0 else 0.0
-        w_sum += w[b]
-    for b in range(nt):
-        if lp[b] < worst and w[b] > 0.0:
-            worst = lp[b]
-            worst_row = t0 + b
+    ll_sum, w_sum, worst, worst_row = tile_row_sums(w, lp, nt, t0, ll_sum, w_sum, worst, worst_row)
     if out_logprob.shape[0] > 0:
         for b in range(nt):
             out_logprob[t0 + b] = lp[b]

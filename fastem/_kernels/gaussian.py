@@ -105,7 +105,7 @@ from .gaussian_simd import (
 )
 from .gaussian_simd32 import tile_quadratic_forms
 from .gaussian_tiles import _outer_upper_tile, _quadratic_form_tile
-from .tile_rows import load_tile, load_weights, log_rows
+from .tile_rows import load_tile, load_weights, log_rows, tile_row_sums
 
 _LOG2E = 1.4426950408889634
 _LN2_HI = 0.6931471803691238
@@ -278,14 +278,7 @@ def _finish_tile_into(
     :mod:`._linked`); the sums over rows are vectorised here, in the kernel, as before.
     """
     _tile_rows_linked(a, ea, nt, t0, w, mx, lbl, s, lse, ws, pbuf, bits, out_logprob, out_label, out_resp)
-    for b in range(nt):
-        ll_sum += w[b] * lse[b] if w[b] > 0.0 else 0.0
-        w_sum += w[b]
-    for b in range(nt):
-        if lse[b] < worst and w[b] > 0.0:
-            worst = lse[b]
-            worst_row = t0 + b
-    return ll_sum, w_sum, worst, worst_row
+    return tile_row_sums(w, lse, nt, t0, ll_sum, w_sum, worst, worst_row)
 
 
 @linked_jit()

@@ -133,6 +133,25 @@ def transpose_8x8(typingctx, X, r0, c0, xt, b0):
 
 
 @jit(inline="always")
+def tile_row_sums(w, lp, nt, t0, ll_sum, w_sum, worst, worst_row):
+    """A tile's rows added to a block's running sums: the weighted log-likelihood sum_b w[b] lp[b]
+    (rows of weight 0 add nothing, even at lp = -inf), the weight, and the worst log-likelihood
+    among rows of positive weight with its row (t0 + b). Returns the four sums updated.
+
+    Inlined by numba on purpose: the sums stay in the calling kernel, where they vectorise as they
+    always have (the bits of the log-likelihood depend on it).
+    """
+    for b in range(nt):
+        ll_sum += w[b] * lp[b] if w[b] > 0.0 else 0.0
+        w_sum += w[b]
+    for b in range(nt):
+        if lp[b] < worst and w[b] > 0.0:
+            worst = lp[b]
+            worst_row = t0 + b
+    return ll_sum, w_sum, worst, worst_row
+
+
+@jit(inline="always")
 def load_tile(X, sample_weight, t0, nt, xt, w):
     """xt[:, :nt] <- rows t0 .. t0 + nt of X, transposed; w[:nt] <- their sample weights (1 if none).
 
